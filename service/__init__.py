@@ -1,0 +1,1 @@
+"""Newsdesk: cited answers, neutral summaries and briefings over a news corpus."""

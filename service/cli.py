@@ -1,0 +1,268 @@
+"""The ``newsdesk`` command line. Thin: each command calls the services and prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from service.context import Newsdesk
+from service.settings import Settings
+from vectorstore.ingest import expand_paths, read_paths
+from vectorstore.store import ArticleFilter, StoreError
+
+app = typer.Typer(help="Cited news answers, summaries and briefings.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def _newsdesk() -> Newsdesk:
+    _quiet_libraries()
+    try:
+        return Newsdesk(Settings())
+    except ValueError as exc:  # pydantic validation of NEWSDESK_* variables
+        _fail(f"invalid settings: {exc}")
+        raise
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _progress(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=disable or not err.is_terminal,
+        transient=True,
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add or update articles from .txt, .md, .html, .json and .jsonl files."""
+    newsdesk = _newsdesk()
+    files = [p for p in expand_paths(paths) if isinstance(p, Path)]
+    try:
+        with _progress(as_json) as progress:
+            task = progress.add_task("ingesting", total=len(files) or None)
+            done_files: set[str] = set()
+
+            def advance(origin: str) -> None:
+                # Records of one .jsonl file share a file: advance once per file.
+                name = origin.split(":")[0].split("[")[0]
+                if name not in done_files:
+                    done_files.add(name)
+                    progress.update(task, completed=len(done_files))
+
+            report = newsdesk.indexer.index(read_paths(paths), on_item=advance)
+        newsdesk.keyword.ensure_current(force=True)
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        data = report.to_json()
+        _print_json(
+            {k: data[k] for k in ("added", "updated", "unchanged", "failed", "chunks", "errors")}
+            | {"warnings": data["warnings"], "seconds": data["seconds"]}
+        )
+    else:
+        for error in report.errors:
+            err.print(f"[yellow]skipped[/yellow] {error['origin']}: {error['reason']}")
+        for warning in report.warnings:
+            err.print(f"[yellow]warning[/yellow] {warning['origin']}: {warning['warning']}")
+        out.print(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def delete(article_id: Annotated[str, typer.Argument(help="Article id.")]) -> None:
+    """Remove an article and all its chunks."""
+    newsdesk = _newsdesk()
+    if not newsdesk.store.delete_article(article_id):
+        _fail(f"no article with id '{article_id}'")
+    newsdesk.keyword.ensure_current(force=True)
+    out.print(f"deleted {article_id}")
+
+
+@app.command()
+def article(article_id: str, as_json: JsonFlag = False) -> None:
+    """Show an article's metadata and canonical text."""
+    newsdesk = _newsdesk()
+    stored = newsdesk.store.get_article(article_id)
+    if stored is None:
+        _fail(f"no article with id '{article_id}'")
+        return
+    if as_json:
+        _print_json(stored.metadata() | {"text": stored.text})
+        return
+    out.print(f"[bold]{stored.title}[/bold]")
+    out.print(
+        f"id {stored.id} · source {stored.source or 'unknown'} · "
+        f"published {stored.published_at or 'unknown'} · {stored.chunks} chunks"
+    )
+    out.print()
+    out.print(stored.text, highlight=False, markup=False)
+
+
+@app.command("articles")
+def list_articles(as_json: JsonFlag = False) -> None:
+    """List stored articles."""
+    newsdesk = _newsdesk()
+    rows = [
+        {"id": aid, "title": m.get("title"), "source": m.get("source"),
+         "published_at": m.get("published_at"), "chunks": m.get("chunks")}
+        for aid, m in newsdesk.store.iter_article_meta()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['id']}  {row['title']}  ({row['source'] or 'unknown source'})",
+                  highlight=False)
+    out.print(f"{len(rows)} articles")
+
+
+def _filters(
+    article_ids: list[str] | None, sources: list[str] | None, after: str | None,
+    before: str | None,
+) -> ArticleFilter:
+    from vectorstore.ingest import normalize_published_at
+
+    for label, value in (("--after", after), ("--before", before)):
+        if value and normalize_published_at(value) is None:
+            _fail(f"{label} must be an ISO 8601 date, got '{value}'")
+    return ArticleFilter(
+        article_ids=tuple(article_ids) if article_ids else None,
+        sources=tuple(sources) if sources else None,
+        published_after=normalize_published_at(after),
+        published_before=normalize_published_at(before),
+    )
+
+
+@app.command()
+def search(
+    query: str,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or keyword")] = "hybrid",
+    article_ids: Annotated[list[str] | None, typer.Option("--article", help="Only these.")] = None,
+    sources: Annotated[list[str] | None, typer.Option("--source")] = None,
+    after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
+    before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the passages retrieval finds for a query, with their exact spans."""
+    if mode not in ("hybrid", "dense", "keyword"):
+        _fail("--mode must be hybrid, dense or keyword")
+    if not query.strip():
+        _fail("the query is empty")
+    newsdesk = _newsdesk()
+    filters = _filters(article_ids, sources, after, before)
+    try:
+        hits = newsdesk.retriever.search(query, top_k=top_k, filters=filters, mode=mode)  # type: ignore[arg-type]
+    except StoreError as exc:
+        _fail(str(exc))
+        return
+    rows = [
+        {
+            "article_id": h.chunk.article_id,
+            "title": h.chunk.title,
+            "source": h.chunk.source,
+            "start": h.chunk.start,
+            "end": h.chunk.end,
+            "text": h.chunk.text,
+            "score": round(h.score, 6),
+        }
+        for h in hits
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no passages found (is anything ingested?)")
+    for i, row in enumerate(rows, start=1):
+        out.print(
+            f"[bold][{i}][/bold] {row['title']} — article {row['article_id']} "
+            f"chars {row['start']}–{row['end']} (score {row['score']:.4f})",
+            highlight=False,
+        )
+        out.print(f"    {row['text']}", highlight=False, markup=False)
+        out.print()
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option(help="JSONL corpus.")] = Path(
+        "../shared/eval/multihop_corpus.jsonl"
+    ),
+    queries: Annotated[Path, typer.Option(help="JSONL queries with evidence.")] = Path(
+        "../shared/eval/multihop_dev.jsonl"
+    ),
+    output: Annotated[Path, typer.Option("--out", help="Write results here.")] = Path(
+        "bench/results/retrieval_eval.json"
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Hits@4, Hits@10 and MRR@10 for hybrid, dense-only and BM25-only retrieval."""
+    from service.evaluation import run_retrieval_eval
+
+    for path in (corpus, queries):
+        if not path.is_file():
+            _fail(f"no such file: {path}")
+    _quiet_libraries()
+    results = run_retrieval_eval(corpus, queries, Settings())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    if as_json:
+        _print_json(results)
+        return
+    out.print(f"{results['data']['queries_scored']} queries, {results['data']['chunks']} chunks")
+    out.print(f"{'mode':<20}{'hits@4':>8}{'hits@10':>9}{'mrr@10':>8}{'any@4':>8}")
+    for name, row in results.items():
+        if name == "data":
+            continue
+        out.print(
+            f"{name:<20}{row['hits@4']:>8.3f}{row['hits@10']:>9.3f}{row['mrr@10']:>8.3f}"
+            f"{row['any@4']:>8.3f}"
+        )
+    out.print(f"written to {output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

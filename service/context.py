@@ -1,0 +1,74 @@
+"""One object per process that owns the clients: store, embedder, keyword index, LLM.
+
+Everything is created on first use, so a command that only lists articles never loads
+the embedding model, and tests can swap any part.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from service.settings import Settings
+from vectorstore.embed import Embedder, make_embedder
+from vectorstore.indexer import Indexer
+from vectorstore.keyword import KeywordIndex
+from vectorstore.retrieve import Retriever
+from vectorstore.store import ChromaStore
+
+EMBEDDING_DIMENSIONS = {
+    "sentence-transformers/all-MiniLM-L6-v2": 384,
+    "openai/text-embedding-3-small": 1536,
+    "openai/text-embedding-3-large": 3072,
+    "openai/text-embedding-ada-002": 1536,
+}
+
+
+def embedding_model_id(settings: Settings) -> str:
+    if settings.embedding_provider == "openai":
+        return f"openai/{settings.openai_embedding_model}"
+    return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Newsdesk:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+
+    def embedder(self) -> Embedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = make_embedder(self.settings)
+            return self._embedder
+
+    @cached_property
+    def store(self) -> ChromaStore:
+        model = embedding_model_id(self.settings)
+        return ChromaStore(self.settings, model, EMBEDDING_DIMENSIONS.get(model, 0))
+
+    @cached_property
+    def keyword(self) -> KeywordIndex:
+        return KeywordIndex(
+            self.store, self.settings.keyword_dir, check_seconds=self.settings.index_check_seconds
+        )
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(
+            self.store,
+            self.embedder,
+            self.keyword,
+            candidates=self.settings.candidates,
+            rrf_k=self.settings.rrf_k,
+            per_article=self.settings.max_chunks_per_article,
+        )
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        return Indexer(
+            self.store,
+            self.embedder,
+            max_tokens=self.settings.chunk_tokens,
+            overlap_sentences=self.settings.chunk_overlap_sentences,
+        )

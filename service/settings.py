@@ -1,0 +1,92 @@
+"""All configuration in one place, read from ``NEWSDESK_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSDESK_", env_file=".env", extra="ignore", frozen=False
+    )
+
+    # Storage
+    data_dir: Path = Path("./data")
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection_prefix: str = "newsdesk"
+
+    # Embeddings
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    openai_embedding_model: str = "text-embedding-3-small"
+    embedding_batch_size: int = 32
+
+    # Chunking: cl100k tokens. all-MiniLM-L6-v2 reads 256 word pieces; word pieces run
+    # up to ~1.3x cl100k tokens on news text, so 180 keeps every chunk whole.
+    chunk_tokens: int = 180
+    chunk_overlap_sentences: int = 1
+
+    # Retrieval
+    top_k: int = 8
+    candidates: int = 40
+    max_chunks_per_article: int = 3
+    rrf_k: int = 60
+    index_check_seconds: float = 2.0
+
+    # LLM (OpenAI-compatible). No base URL and no key: the extractive engine answers.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = 30.0
+    llm_max_retries: int = 2
+    llm_context_window: int = 16000
+    llm_max_output_tokens: int = 1200
+    llm_fallback: Literal["none", "extractive"] = "extractive"
+    llm_prompt_cost_per_1k: float = 0.00015
+    llm_completion_cost_per_1k: float = 0.0006
+    llm_structured_output: bool = True
+
+    # HTTP API
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    rate_limit: str = "120/minute"
+    max_body_bytes: int = 8_000_000
+    max_question_chars: int = 2000
+    max_history_messages: int = 40
+    max_top_k: int = 50
+    cors_origins: list[str] = Field(default_factory=list)
+    public_url: str | None = None
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_ephemeral: bool = False
+
+    @cached_property
+    def llm_key(self) -> str | None:
+        if self.llm_api_key is not None:
+            return self.llm_api_key.get_secret_value()
+        return os.environ.get("OPENAI_API_KEY") or None
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url or self.llm_key)
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def keyword_dir(self) -> Path:
+        return self.data_dir / "keyword"
+
+
+def get_settings() -> Settings:
+    return Settings()

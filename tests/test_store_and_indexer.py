@@ -1,0 +1,117 @@
+"""Storing articles: idempotent, atomic replacement, delete, crash repair, model check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.context import Newsdesk
+from tests.conftest import SEEDS
+from vectorstore.ingest import make_article, read_paths
+from vectorstore.store import ChromaStore, EmbeddingModelMismatch
+
+
+def _visible_chunks(nd: Newsdesk, article_id: str) -> list[str]:
+    versions = nd.store.article_versions()
+    return sorted(
+        c.text for c in nd.store.iter_chunks()
+        if c.article_id == article_id and versions.get(c.article_id) == c.version
+    )
+
+
+def test_ingesting_seeds_twice_adds_then_reports_unchanged(newsdesk: Newsdesk) -> None:
+    first = newsdesk.indexer.index(read_paths([SEEDS]))
+    assert (first.added, first.updated, first.unchanged, first.failed) == (3, 0, 0, 0)
+    chunks = newsdesk.store.count_chunks()
+    second = newsdesk.indexer.index(read_paths([SEEDS]))
+    assert (second.added, second.updated, second.unchanged, second.chunks) == (0, 0, 3, 0)
+    assert newsdesk.store.count_chunks() == chunks == first.chunks
+
+
+def test_every_stored_chunk_is_an_exact_span_of_the_stored_text(newsdesk: Newsdesk) -> None:
+    newsdesk.indexer.index(read_paths([SEEDS]))
+    for c in newsdesk.store.iter_chunks():
+        article = newsdesk.store.get_article(c.article_id)
+        assert article is not None
+        assert article.text[c.start : c.end] == c.text
+
+
+def test_changed_text_for_same_id_replaces_all_old_chunks(newsdesk: Newsdesk) -> None:
+    old = make_article("Old sentence one. " * 200, article_id="story")
+    newsdesk.indexer.index([old])
+    assert len(_visible_chunks(newsdesk, "story")) > 1
+    new = make_article("Brand new text about elections.", article_id="story")
+    report = newsdesk.indexer.index([new])
+    assert report.updated == 1 and report.added == 0
+    assert _visible_chunks(newsdesk, "story") == ["Brand new text about elections."]
+    stored = [c for c in newsdesk.store.iter_chunks() if c.article_id == "story"]
+    assert len(stored) == 1  # old version physically gone, not just hidden
+    assert newsdesk.store.get_article("story").text == "Brand new text about elections."
+
+
+def test_crash_between_chunks_and_record_shows_old_version_then_repairs(
+    newsdesk: Newsdesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    newsdesk.indexer.index([make_article("Version one text.", article_id="s")])
+    real_upsert = ChromaStore._upsert
+    calls = {"n": 0}
+
+    def crash_on_article_record(self, collection, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if collection is self.articles:
+            raise KeyboardInterrupt("killed")
+        calls["n"] += 1
+        return real_upsert(self, collection, *args, **kwargs)
+
+    monkeypatch.setattr(ChromaStore, "_upsert", crash_on_article_record)
+    with pytest.raises(KeyboardInterrupt):
+        newsdesk.indexer.index([make_article("Version two text.", article_id="s")])
+    monkeypatch.undo()
+    # New chunks were written, but readers still see exactly the old article.
+    assert calls["n"] == 1
+    assert _visible_chunks(newsdesk, "s") == ["Version one text."]
+    assert newsdesk.store.count_chunks() == 2
+    # The next run completes the work and removes the orphan.
+    report = newsdesk.indexer.index([make_article("Version two text.", article_id="s")])
+    assert report.repaired_chunks == 1 and report.updated == 1
+    assert _visible_chunks(newsdesk, "s") == ["Version two text."]
+    assert newsdesk.store.count_chunks() == 1
+
+
+def test_delete_removes_article_and_chunks(newsdesk: Newsdesk) -> None:
+    newsdesk.indexer.index(read_paths([SEEDS]))
+    victim = next(aid for aid, _ in newsdesk.store.iter_article_meta())
+    assert newsdesk.store.delete_article(victim) is True
+    assert newsdesk.store.get_article(victim) is None
+    assert all(c.article_id != victim for c in newsdesk.store.iter_chunks())
+    assert newsdesk.store.delete_article(victim) is False
+
+
+def test_batch_with_a_bad_file_still_ingests_the_rest(newsdesk: Newsdesk, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "good.txt").write_text("A good article. With text.", "utf-8")
+    (inbox / "bad.txt").write_bytes(b"")
+    report = newsdesk.indexer.index(read_paths([inbox]))
+    assert report.added == 1 and report.failed == 1
+    assert report.errors[0]["reason"] == "empty file"
+
+
+def test_opening_a_store_with_another_embedding_model_is_an_error(
+    make_newsdesk, settings  # type: ignore[no-untyped-def]
+) -> None:
+    make_newsdesk().indexer.index([make_article("Some text.")])
+    other = Newsdesk(settings.model_copy(update={"embedding_provider": "openai"}))
+    with pytest.raises(EmbeddingModelMismatch, match="all-MiniLM-L6-v2"):
+        _ = other.store
+
+
+def test_keyword_index_follows_ingest_delete_and_restart(make_newsdesk) -> None:  # type: ignore[no-untyped-def]
+    nd = make_newsdesk()
+    nd.indexer.index([make_article("Zebras migrate across the plain.", article_id="z")])
+    assert [c.article_id for c, _ in nd.keyword.search("zebras", 5)] == ["z"]
+    nd.store.delete_article("z")
+    assert nd.keyword.search("zebras", 5) == []
+    nd.indexer.index([make_article("Zebras again, now in a new story.", article_id="z2")])
+    restarted = make_newsdesk()  # a new process: loads the saved index or rebuilds it
+    assert [c.article_id for c, _ in restarted.keyword.search("zebras", 5)] == ["z2"]

@@ -1,0 +1,1 @@
+"""Ingestion, chunking, embeddings, Chroma storage and hybrid retrieval."""

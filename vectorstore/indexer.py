@@ -1,0 +1,137 @@
+"""Turn articles into stored chunks: chunk, embed in batches, write, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vectorstore.chunk import Chunk, chunk_text
+from vectorstore.embed import Embedder
+from vectorstore.ingest import Article, Failure
+from vectorstore.store import ChromaStore
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    article_ids: list[str] = field(default_factory=list)
+    repaired_chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["embed_seconds"] = round(self.embed_seconds, 3)
+        return data
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.failed} failed; {self.chunks} chunks written in {self.seconds:.1f}s"
+        )
+
+
+class Indexer:
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Callable[[], Embedder],
+        *,
+        max_tokens: int = 180,
+        overlap_sentences: int = 1,
+        batch_chunks: int = 256,
+    ) -> None:
+        self.store = store
+        self._embedder = embedder
+        self.max_tokens = max_tokens
+        self.overlap = overlap_sentences
+        self.batch_chunks = batch_chunks
+
+    def index(
+        self,
+        items: Iterable[Article | Failure],
+        *,
+        on_item: Callable[[str], None] | None = None,
+        repair: bool = True,
+    ) -> IngestReport:
+        """Store every article that is new or changed; failures are reported, not raised.
+
+        Articles are written in batches (one embedding call per batch); each batch
+        commits article by article, so an interrupted run leaves complete articles and
+        unreferenced chunks, never a half-visible article.
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        if repair:
+            report.repaired_chunks = self.store.repair()
+        pending: list[tuple[Article, list[Chunk], bool]] = []
+        pending_chunks = 0
+        seen: dict[str, str] = {}
+
+        for item in items:
+            if isinstance(item, Failure):
+                report.failed += 1
+                report.errors.append({"origin": item.origin, "reason": item.reason})
+                if on_item:
+                    on_item(item.origin)
+                continue
+            article = item
+            for warning in article.warnings:
+                report.warnings.append({"origin": article.origin or article.id, "warning": warning})
+            if seen.get(article.id) == article.content_hash:
+                report.unchanged += 1
+                report.article_ids.append(article.id)
+                if on_item:
+                    on_item(article.origin or article.id)
+                continue
+            seen[article.id] = article.content_hash
+            existing = self.store.article_meta([article.id]).get(article.id)
+            if existing and existing.get("content_hash") == article.content_hash:
+                pending = [p for p in pending if p[0].id != article.id]
+                report.unchanged += 1
+            else:
+                chunks = chunk_text(article.id, article.text, self.max_tokens, self.overlap)
+                # A later record with the same id in this batch supersedes the earlier one.
+                pending = [p for p in pending if p[0].id != article.id]
+                pending.append((article, chunks, existing is not None))
+                pending_chunks = sum(len(p[1]) for p in pending)
+                if pending_chunks >= self.batch_chunks:
+                    self._flush(pending, report)
+                    pending, pending_chunks = [], 0
+            report.article_ids.append(article.id)
+            if on_item:
+                on_item(article.origin or article.id)
+        self._flush(pending, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _flush(self, pending: list[tuple[Article, list[Chunk], bool]], report: IngestReport) -> None:
+        if not pending:
+            return
+        texts = [c.text for _, chunks, _ in pending for c in chunks]
+        t0 = time.perf_counter()
+        vectors = self._embedder().embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        report.embed_seconds += time.perf_counter() - t0
+        items = []
+        offset = 0
+        for article, chunks, _ in pending:
+            items.append((article, chunks, vectors[offset : offset + len(chunks)]))
+            offset += len(chunks)
+        self.store.write_articles(items)
+        for _, chunks, existed in pending:
+            report.chunks += len(chunks)
+            if existed:
+                report.updated += 1
+            else:
+                report.added += 1

@@ -1,0 +1,263 @@
+"""Read files and records into articles with a canonical text, metadata and a stable id.
+
+Reading never writes: the source file is left as it was. Turning articles into chunks
+and storing them is the indexer's job (``vectorstore.indexer``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from vectorstore.canonical import canonicalize, headline
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+RECORD_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES
+MAX_FILE_BYTES = 50_000_000
+
+
+class IngestError(ValueError):
+    """One input could not become an article; the batch goes on without it."""
+
+
+@dataclass
+class Article:
+    id: str
+    text: str
+    title: str
+    content_hash: str
+    source: str | None = None
+    url: str | None = None
+    author: str | None = None
+    published_at: str | None = None
+    origin: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "source": self.source,
+            "url": self.url,
+            "author": self.author,
+            "published_at": self.published_at,
+            "origin": self.origin,
+            "content_hash": self.content_hash,
+        }
+
+
+@dataclass
+class Failure:
+    origin: str
+    reason: str
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def normalize_published_at(value: Any) -> str | None:
+    """ISO 8601 or None. An unparseable date is dropped rather than guessed."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=UTC).isoformat()
+    raw = str(value).strip()
+    try:
+        # A bare date stays a date: adding midnight would invent a time.
+        return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        return None
+
+
+def published_timestamp(published_at: str | None) -> int | None:
+    """Seconds since the epoch, for range filters; naive dates count as UTC."""
+    if not published_at:
+        return None
+    parsed = datetime.fromisoformat(published_at)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def _clean_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def make_article(
+    raw_text: str,
+    *,
+    title: str | None = None,
+    source: str | None = None,
+    url: str | None = None,
+    author: str | None = None,
+    published_at: Any = None,
+    article_id: str | None = None,
+    origin: str | None = None,
+) -> Article:
+    """Build one article from raw text and whatever metadata came with it."""
+    if not isinstance(raw_text, str):
+        raise IngestError("'text' must be a string")
+    if "\x00" in raw_text:
+        raise IngestError("text contains NUL bytes (binary data?)")
+    text = canonicalize(raw_text)
+    if not text:
+        raise IngestError("no text after removing whitespace and boilerplate")
+    digest = content_hash(text)
+    warnings: list[str] = []
+    iso_date = normalize_published_at(published_at)
+    if published_at not in (None, "") and iso_date is None:
+        warnings.append(f"published_at {published_at!r} is not ISO 8601; stored as unknown")
+    clean_id = _clean_str(article_id)
+    if clean_id is not None and (len(clean_id) > 128 or any(c in clean_id for c in "/\\\n")):
+        raise IngestError("id must be at most 128 characters with no slashes or newlines")
+    return Article(
+        id=clean_id or digest[:16],
+        text=text,
+        title=_clean_str(title) or headline(text),
+        content_hash=digest,
+        source=_clean_str(source),
+        url=_clean_str(url),
+        author=_clean_str(author),
+        published_at=iso_date,
+        origin=origin,
+        warnings=warnings,
+    )
+
+
+def _decode(data: bytes, origin: str) -> str:
+    if not data.strip():
+        raise IngestError("empty file")
+    if b"\x00" in data[:8192]:
+        raise IngestError("binary file (contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
+    # trafilatura finds the article body and drops navigation, ads and comment blocks.
+    import trafilatura
+
+    extracted = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False)
+    if extracted is None:
+        raise IngestError("no article text found in the HTML")
+    doc = extracted if isinstance(extracted, dict) else extracted.as_dict()
+    text = doc.get("text") or ""
+    if not text.strip():
+        raise IngestError("no article text found in the HTML")
+    meta = {
+        "title": doc.get("title"),
+        "source": doc.get("sitename") or doc.get("hostname"),
+        "url": doc.get("url"),
+        "author": doc.get("author"),
+        "published_at": doc.get("date"),
+    }
+    return text, meta
+
+
+def _record_to_article(record: Any, origin: str) -> Article:
+    if not isinstance(record, dict):
+        raise IngestError("record is not a JSON object")
+    if "text" not in record or record["text"] in (None, ""):
+        raise IngestError("record has no 'text'")
+    return make_article(
+        record["text"],
+        title=record.get("title"),
+        source=record.get("source"),
+        url=record.get("url"),
+        author=record.get("author"),
+        published_at=record.get("published_at"),
+        article_id=_clean_str(record.get("id")),
+        origin=origin,
+    )
+
+
+def read_file(path: Path) -> Iterator[Article | Failure]:
+    """Articles in one file; a bad record yields a Failure and reading goes on."""
+    origin = str(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise IngestError(f"unsupported file type '{suffix or path.name}'")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise IngestError(f"file larger than {MAX_FILE_BYTES // 1_000_000} MB")
+        text = _decode(path.read_bytes(), origin)
+    except (IngestError, OSError) as exc:
+        yield Failure(origin, str(exc))
+        return
+
+    if suffix in TEXT_SUFFIXES:
+        try:
+            yield make_article(text, origin=origin)
+        except IngestError as exc:
+            yield Failure(origin, str(exc))
+    elif suffix in HTML_SUFFIXES:
+        try:
+            body, meta = _html_to_text(text)
+            yield make_article(body, origin=origin, **meta)
+        except IngestError as exc:
+            yield Failure(origin, str(exc))
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield Failure(origin, f"invalid JSON: {exc.msg} at line {exc.lineno}")
+            return
+        records = data if isinstance(data, list) else [data]
+        for i, record in enumerate(records):
+            yield _safe_record(record, f"{origin}[{i}]" if isinstance(data, list) else origin)
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{origin}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield Failure(where, f"invalid JSON: {exc.msg}")
+                continue
+            yield _safe_record(record, where)
+
+
+def _safe_record(record: Any, where: str) -> Article | Failure:
+    try:
+        return _record_to_article(record, where)
+    except IngestError as exc:
+        return Failure(where, str(exc))
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path | Failure]:
+    """Files under the given paths, folders walked recursively in a stable order."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith(".") for part in child.relative_to(path).parts):
+                    continue
+                yield child
+        elif path.is_file():
+            yield path
+        else:
+            yield Failure(str(path), "no such file or folder")
+
+
+def read_paths(paths: Iterable[Path]) -> Iterator[Article | Failure]:
+    for item in expand_paths(paths):
+        if isinstance(item, Failure):
+            yield item
+        else:
+            yield from read_file(item)
