@@ -54,6 +54,11 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+def _print_text(text: str) -> None:
+    # Plain write: rich would hard-wrap long quotes at 80 columns when piped.
+    sys.stdout.write(text + "\n")
+
+
 def _progress(disable: bool) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -142,21 +147,29 @@ def list_articles(as_json: JsonFlag = False) -> None:
     """List stored articles."""
     newsdesk = _newsdesk()
     rows = [
-        {"id": aid, "title": m.get("title"), "source": m.get("source"),
-         "published_at": m.get("published_at"), "chunks": m.get("chunks")}
+        {
+            "id": aid,
+            "title": m.get("title"),
+            "source": m.get("source"),
+            "published_at": m.get("published_at"),
+            "chunks": m.get("chunks"),
+        }
         for aid, m in newsdesk.store.iter_article_meta()
     ]
     if as_json:
         _print_json(rows)
         return
     for row in rows:
-        out.print(f"{row['id']}  {row['title']}  ({row['source'] or 'unknown source'})",
-                  highlight=False)
+        out.print(
+            f"{row['id']}  {row['title']}  ({row['source'] or 'unknown source'})", highlight=False
+        )
     out.print(f"{len(rows)} articles")
 
 
 def _filters(
-    article_ids: list[str] | None, sources: list[str] | None, after: str | None,
+    article_ids: list[str] | None,
+    sources: list[str] | None,
+    after: str | None,
     before: str | None,
 ) -> ArticleFilter:
     from vectorstore.ingest import normalize_published_at
@@ -220,6 +233,96 @@ def search(
         )
         out.print(f"    {row['text']}", highlight=False, markup=False)
         out.print()
+
+
+def _engine_errors(func):  # type: ignore[no-untyped-def]
+    """Run a service call, turning expected failures into one readable line."""
+    from service.llm import LLMError
+    from service.summarize import NothingToSummarize
+
+    try:
+        return func()
+    except NothingToSummarize as exc:
+        _fail(str(exc))
+    except LLMError as exc:
+        _fail(f"{exc.code}: {exc}")
+    except StoreError as exc:
+        _fail(str(exc))
+    return None
+
+
+@app.command()
+def ask(
+    question: str,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50)] = None,
+    article_ids: Annotated[list[str] | None, typer.Option("--article", help="Only these.")] = None,
+    sources: Annotated[list[str] | None, typer.Option("--source")] = None,
+    after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
+    before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer a question with verified, numbered citations."""
+    from service.answer import AnswerService, Question
+    from service.render import answer_markdown
+
+    if not question.strip():
+        _fail("the question is empty")
+    newsdesk = _newsdesk()
+    filters = _filters(article_ids, sources, after, before)
+    result = _engine_errors(
+        lambda: AnswerService(newsdesk).answer(Question(question, filters=filters, top_k=top_k))
+    )
+    if as_json:
+        _print_json(result.model_dump())
+    else:
+        _print_text(answer_markdown(result))
+
+
+@app.command()
+def summarize(
+    topic: Annotated[str | None, typer.Option(help="What to summarise.")] = None,
+    article_ids: Annotated[
+        list[str] | None, typer.Option("--articles", help="Article ids.")
+    ] = None,
+    max_words: Annotated[int, typer.Option(min=30, max=2000)] = 250,
+    as_json: JsonFlag = False,
+) -> None:
+    """A neutral summary across articles, every point cited, with where sources differ."""
+    from service.render import summary_markdown
+    from service.summarize import SummaryRequest, SummaryService
+
+    newsdesk = _newsdesk()
+    req = SummaryRequest(topic=topic, article_ids=article_ids, max_words=max_words)
+    result = _engine_errors(lambda: SummaryService(newsdesk).summarize(req))
+    if as_json:
+        _print_json(result.model_dump())
+    else:
+        _print_text(summary_markdown(result))
+
+
+@app.command()
+def brief(
+    topic: Annotated[str, typer.Option(help="What the briefing is about.")],
+    as_of: Annotated[str | None, typer.Option(help="Only articles published by then.")] = None,
+    audience: Annotated[str | None, typer.Option(help="Who it is for.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A briefing: bottom line, developments, perspectives, differences, open questions."""
+    from service.brief import BriefingService, BriefRequest
+    from service.render import briefing_markdown
+    from vectorstore.ingest import normalize_published_at
+
+    if not topic.strip():
+        _fail("the topic is empty")
+    if as_of and normalize_published_at(as_of) is None:
+        _fail(f"--as-of must be an ISO 8601 date, got '{as_of}'")
+    newsdesk = _newsdesk()
+    req = BriefRequest(topic=topic, as_of=normalize_published_at(as_of), audience=audience)
+    result = _engine_errors(lambda: BriefingService(newsdesk).brief(req))
+    if as_json:
+        _print_json(result.model_dump())
+    else:
+        _print_text(briefing_markdown(result))
 
 
 @eval_app.command("retrieval")

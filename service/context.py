@@ -9,6 +9,9 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+import httpx
+
+from service.llm import LLMClient
 from service.settings import Settings
 from vectorstore.embed import Embedder, make_embedder
 from vectorstore.indexer import Indexer
@@ -31,10 +34,23 @@ def embedding_model_id(settings: Settings) -> str:
 
 
 class Newsdesk:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        llm_http_client: httpx.Client | None = None,
+    ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
+        self._llm_http_client = llm_http_client
+
+    @cached_property
+    def llm(self) -> LLMClient | None:
+        """The configured OpenAI-compatible endpoint, or None: the extractive engine answers."""
+        if not self.settings.llm_configured:
+            return None
+        return LLMClient(self.settings, http_client=self._llm_http_client)
 
     def embedder(self) -> Embedder:
         with self._embedder_lock:
@@ -62,6 +78,7 @@ class Newsdesk:
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             per_article=self.settings.max_chunks_per_article,
+            dense_weight=self.settings.dense_weight,
         )
 
     @cached_property

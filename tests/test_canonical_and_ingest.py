@@ -82,7 +82,9 @@ def test_every_format_and_every_bad_input_reported_per_file(tmp_path: Path) -> N
 
     items = list(read_paths([tmp_path]))
     articles = [i for i in items if isinstance(i, Article)]
-    failures = {Path(f.origin.split(":")[0]).name: f.reason for f in items if isinstance(f, Failure)}
+    failures = {
+        Path(f.origin.split(":")[0]).name: f.reason for f in items if isinstance(f, Failure)
+    }
 
     assert {a.text.split("\n")[0][:20] for a in articles} >= {
         "Plain text article. ",

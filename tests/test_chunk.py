@@ -56,7 +56,7 @@ def test_seed_chunks_respect_sentences_and_overlap() -> None:
     chunks = chunk_text("s", text, max_tokens=180, overlap_sentences=1)
     assert len(chunks) > 1
     for c in chunks:
-        assert c.text[-1] in ".!?”\"’" or c.end == len(text)
+        assert c.text[-1] in '.!?”"’' or c.end == len(text)
     # consecutive chunks share the boundary sentence
     assert all(b.start < a.end for a, b in zip(chunks, chunks[1:], strict=False))
 

@@ -15,7 +15,8 @@ from vectorstore.store import ChromaStore, EmbeddingModelMismatch
 def _visible_chunks(nd: Newsdesk, article_id: str) -> list[str]:
     versions = nd.store.article_versions()
     return sorted(
-        c.text for c in nd.store.iter_chunks()
+        c.text
+        for c in nd.store.iter_chunks()
         if c.article_id == article_id and versions.get(c.article_id) == c.version
     )
 
@@ -98,7 +99,8 @@ def test_batch_with_a_bad_file_still_ingests_the_rest(newsdesk: Newsdesk, tmp_pa
 
 
 def test_opening_a_store_with_another_embedding_model_is_an_error(
-    make_newsdesk, settings  # type: ignore[no-untyped-def]
+    make_newsdesk,
+    settings,  # type: ignore[no-untyped-def]
 ) -> None:
     make_newsdesk().indexer.index([make_article("Some text.")])
     other = Newsdesk(settings.model_copy(update={"embedding_provider": "openai"}))

@@ -116,7 +116,9 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _flush(self, pending: list[tuple[Article, list[Chunk], bool]], report: IngestReport) -> None:
+    def _flush(
+        self, pending: list[tuple[Article, list[Chunk], bool]], report: IngestReport
+    ) -> None:
         if not pending:
             return
         texts = [c.text for _, chunks, _ in pending for c in chunks]

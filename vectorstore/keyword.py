@@ -55,9 +55,7 @@ class KeywordIndex:
         self._lock = threading.Lock()
 
     def _tokenize(self, texts: list[str]) -> Any:
-        return bm25s.tokenize(
-            texts, stopwords="en", stemmer=self.stemmer, show_progress=False
-        )
+        return bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
 
     def versions(self, force: bool = False) -> dict[str, str]:
         """Article versions from Chroma, re-read at most every check_seconds."""
@@ -110,8 +108,18 @@ class KeywordIndex:
             if built.bm25 is not None:
                 built.bm25.save(str(tmp / "bm25"))
             rows = [
-                [c.id, c.article_id, c.version, c.index, c.start, c.end, c.text, c.title,
-                 c.source, c.published_at]
+                [
+                    c.id,
+                    c.article_id,
+                    c.version,
+                    c.index,
+                    c.start,
+                    c.end,
+                    c.text,
+                    c.title,
+                    c.source,
+                    c.published_at,
+                ]
                 for c in built.chunks
             ]
             (tmp / "chunks.json").write_text(json.dumps(rows), encoding="utf-8")

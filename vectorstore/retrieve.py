@@ -168,9 +168,7 @@ class Retriever:
                 if filters and filters.sources and source not in filters.sources:
                     continue
                 rankings[f"source:{source}"] = self.dense(query, top_k, scoped)
-        fused = reciprocal_rank_fusion(
-            rankings, k=self.rrf_k, weights={"dense": self.dense_weight}
-        )
+        fused = reciprocal_rank_fusion(rankings, k=self.rrf_k, weights={"dense": self.dense_weight})
         if diversity:
             return diversify(fused, top_k, self.per_article)
         return fused[:top_k]

@@ -261,9 +261,7 @@ class ChromaStore:
 
     # ---- writes ---------------------------------------------------------------------
 
-    def write_articles(
-        self, items: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]
-    ) -> None:
+    def write_articles(self, items: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]) -> None:
         """Write new versions of articles: chunks first, then switch the records, then clean."""
         if not items:
             return
@@ -388,7 +386,10 @@ class ChromaStore:
         )
         out = []
         for cid, doc, meta, dist in zip(
-            got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0],
+            got["ids"][0],
+            got["documents"][0],
+            got["metadatas"][0],
+            got["distances"][0],
             strict=True,
         ):
             out.append((_stored_chunk(cid, doc, meta), 1.0 - float(dist)))

@@ -1,0 +1,79 @@
+"""Numbered passages: what the engines read, and what the prompt shows the LLM."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from vectorstore.chunk import count_tokens
+from vectorstore.retrieve import Hit
+from vectorstore.store import StoredArticle
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int
+    article: StoredArticle
+    start: int
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.article.text[self.start : self.end]
+
+
+def passages_from_hits(
+    hits: list[Hit], articles: dict[str, StoredArticle], budget_tokens: int
+) -> list[Passage]:
+    """Hits in rank order, as many as fit the token budget; the most relevant win.
+
+    Overlapping chunks of one article are merged so the model never reads a sentence
+    twice.
+    """
+    spans: list[tuple[str, int, int]] = []
+    used = 0
+    for hit in hits:
+        article = articles.get(hit.article_id)
+        if article is None:
+            continue
+        start, end = hit.chunk.start, hit.chunk.end
+        merged = False
+        for i, (aid, s, e) in enumerate(spans):
+            if aid == hit.article_id and start <= e and end >= s:
+                new = (aid, min(s, start), max(e, end))
+                extra = count_tokens(article.text[new[1] : new[2]]) - count_tokens(
+                    article.text[s:e]
+                )
+                if used + extra > budget_tokens:
+                    merged = True
+                    break
+                spans[i] = new
+                used += extra
+                merged = True
+                break
+        if merged:
+            continue
+        cost = count_tokens(hit.chunk.text) + 20  # the marker lines
+        if used + cost > budget_tokens:
+            continue
+        spans.append((hit.article_id, start, end))
+        used += cost
+    return [Passage(i, articles[aid], s, e) for i, (aid, s, e) in enumerate(spans, start=1)]
+
+
+def new_nonce() -> str:
+    # Unpredictable per request, so an article can't forge a closing marker.
+    return secrets.token_hex(4)
+
+
+def render_passages(passages: list[Passage], nonce: str) -> str:
+    blocks = []
+    for p in passages:
+        a = p.article
+        header = (
+            f"<<<PASSAGE {p.n} {nonce}>>>\n"
+            f"title: {a.title}\nsource: {a.source or 'unknown'}\n"
+            f"published: {a.published_at or 'undated'}\n"
+        )
+        blocks.append(f"{header}\n{p.text}\n<<<END {nonce}>>>")
+    return "\n\n".join(blocks)

@@ -1,0 +1,142 @@
+"""Turn claimed quotes into verified citations, and claims into cited points.
+
+Nothing reaches a client unless its quote was found in the article's canonical text;
+the span returned is always the text found there, not the text the model typed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.citations import locate_quote
+from service.models import Citation, Difference, Point, SourceShare
+from service.passages import Passage
+from vectorstore.store import StoredArticle
+
+
+@dataclass
+class CitationLedger:
+    """Numbers verified spans in order of first use, and counts what was rejected."""
+
+    passages: list[Passage]
+    citations: list[Citation] = field(default_factory=list)
+    verified: int = 0
+    rejected: int = 0
+    claims_dropped: int = 0
+    _by_span: dict[tuple[str, int, int], int] = field(default_factory=dict)
+
+    def _passage(self, number: Any) -> Passage | None:
+        try:
+            n = int(number)
+        except (TypeError, ValueError):
+            return None
+        return self.passages[n - 1] if 1 <= n <= len(self.passages) else None
+
+    def cite_span(self, article: StoredArticle, start: int, end: int) -> int:
+        key = (article.id, start, end)
+        if key not in self._by_span:
+            n = len(self.citations) + 1
+            self.citations.append(
+                Citation(
+                    n=n,
+                    article_id=article.id,
+                    title=article.title,
+                    source=article.source,
+                    published_at=article.published_at,
+                    start=start,
+                    end=end,
+                    quote=article.text[start:end],
+                )
+            )
+            self._by_span[key] = n
+        return self._by_span[key]
+
+    def cite(self, passage_number: Any, quote: Any) -> int | None:
+        """Citation number for a quote said to come from a passage, or None if not found.
+
+        The quote is looked for in the passage first, then in the whole article (models
+        sometimes quote a neighbouring sentence), then in the other passages (models
+        sometimes give the wrong passage number).
+        """
+        if not isinstance(quote, str):
+            self.rejected += 1
+            return None
+        passage = self._passage(passage_number)
+        order = ([passage] if passage else []) + [p for p in self.passages if p is not passage]
+        for candidate in order:
+            found = locate_quote(quote, candidate.text)
+            if found:
+                start, end = candidate.start + found.start, candidate.start + found.end
+                break
+        else:
+            found = None
+            if passage:
+                whole = locate_quote(quote, passage.article.text)
+                if whole:
+                    candidate, start, end = passage, whole.start, whole.end
+                    found = whole
+        if not found:
+            self.rejected += 1
+            return None
+        self.verified += 1
+        return self.cite_span(candidate.article, start, end)
+
+    def point(self, raw: Any) -> Point | None:
+        """A model's claim with its quotes, or None (and counted) when none verifies."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
+            self.claims_dropped += 1
+            return None
+        numbers: list[int] = []
+        for q in raw.get("quotes") or []:
+            if not isinstance(q, dict):
+                self.rejected += 1
+                continue
+            n = self.cite(q.get("passage"), q.get("quote"))
+            if n is not None and n not in numbers:
+                numbers.append(n)
+        text = raw["text"].strip()
+        if not numbers or not text:
+            self.claims_dropped += 1
+            return None
+        return Point(text=text, citations=numbers)
+
+    def points(self, raws: Any) -> list[Point]:
+        if not isinstance(raws, list):
+            return []
+        return [p for p in (self.point(r) for r in raws) if p is not None]
+
+    def differences(self, raws: Any) -> list[Difference]:
+        """Disagreements survive only with two sides citing two different articles."""
+        out: list[Difference] = []
+        if not isinstance(raws, list):
+            return out
+        for raw in raws:
+            if not isinstance(raw, dict):
+                continue
+            sides = self.points(raw.get("sides"))
+            if len({self.article_of(s) for s in sides}) >= 2:
+                out.append(Difference(topic=str(raw.get("topic") or "").strip(), sides=sides))
+            else:
+                self.claims_dropped += 1
+        return out
+
+    def article_of(self, point: Point) -> str:
+        return self.citations[point.citations[0] - 1].article_id
+
+    def balance(self) -> list[SourceShare]:
+        """Share of citations per article, largest first."""
+        counts = Counter(c.article_id for c in self.citations)
+        total = sum(counts.values()) or 1
+        first = {c.article_id: c for c in reversed(self.citations)}
+        return [
+            SourceShare(
+                article_id=aid,
+                title=first[aid].title,
+                source=first[aid].source,
+                citations=n,
+                share=round(n / total, 4),
+            )
+            for aid, n in counts.most_common()
+        ]
