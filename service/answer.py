@@ -16,7 +16,13 @@ from service.extractive import (
 )
 from service.llm import LLMError
 from service.models import Answer, Usage
-from service.passages import Passage, new_nonce, passages_from_hits, render_passages
+from service.passages import (
+    Passage,
+    fit_to_window,
+    new_nonce,
+    passages_from_hits,
+    render_passages,
+)
 from service.prompts import load_prompt
 from service.verify import CitationLedger
 from vectorstore.chunk import count_tokens
@@ -180,11 +186,13 @@ class AnswerService:
         if not passages:
             return Answer(answer=REFUSAL, refused=True, engine="llm")
         nonce = new_nonce()
-        system, user = load_prompt("answer").render(
-            nonce=nonce,
-            max_claims=5,
-            question=question,
-            passages=render_passages(passages, nonce),
+        prompt = load_prompt("answer")
+        passages, system, user = fit_to_window(
+            lambda ps: prompt.render(
+                nonce=nonce, max_claims=5, question=question, passages=render_passages(ps, nonce)
+            ),
+            passages,
+            self.settings.llm_context_window - self.settings.llm_max_output_tokens,
         )
         result = llm.complete_json(
             system=system, user=user, schema=ANSWER_SCHEMA, schema_name="cited_answer"

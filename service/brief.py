@@ -30,7 +30,7 @@ from service.models import (
     Perspective,
     Point,
 )
-from service.passages import new_nonce, render_passages
+from service.passages import fit_to_window, new_nonce, render_passages
 from service.prompts import load_prompt
 from service.summarize import (
     DIFFERENCES_SCHEMA,
@@ -238,14 +238,18 @@ class BriefingService:
         assert llm is not None
         settings = self.nd.settings
         budget = settings.llm_context_window - settings.llm_max_output_tokens - 900
-        passages = self.summaries.article_passages(articles, budget)
         nonce = new_nonce()
-        system, user = load_prompt("brief").render(
-            nonce=nonce,
-            topic=req.topic,
-            audience=req.audience or "general readers",
-            as_of=req.as_of or "the latest articles",
-            passages=render_passages(passages, nonce),
+        prompt = load_prompt("brief")
+        passages, system, user = fit_to_window(
+            lambda ps: prompt.render(
+                nonce=nonce,
+                topic=req.topic,
+                audience=req.audience or "general readers",
+                as_of=req.as_of or "the latest articles",
+                passages=render_passages(ps, nonce),
+            ),
+            self.summaries.article_passages(articles, budget),
+            settings.llm_context_window - settings.llm_max_output_tokens,
         )
         result = llm.complete_json(
             system=system, user=user, schema=BRIEF_SCHEMA, schema_name="briefing"

@@ -51,3 +51,18 @@ def loaded_terms_in_own_voice(text: str) -> list[str]:
 def contains_loaded_term(text: str) -> bool:
     lowered = text.lower()
     return any(term in lowered for term in LOADED_TERMS)
+
+
+def source_label(title: str, source: str | None) -> str:
+    """How a point names its source; an unknown outlet is never guessed."""
+    if source:
+        return source
+    if len(title) > 50:
+        title = title[:48].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return f"The article “{title}”"
+
+
+def attributed_quote(title: str, source: str | None, quote: str) -> str:
+    # The words stay the source's, in quotes, so loaded language in them is never the
+    # summary's own voice.
+    return f"{source_label(title, source)} reports: “{quote}”"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vectorstore.chunk import count_tokens
@@ -77,3 +78,23 @@ def render_passages(passages: list[Passage], nonce: str) -> str:
         )
         blocks.append(f"{header}\n{p.text}\n<<<END {nonce}>>>")
     return "\n\n".join(blocks)
+
+
+# Per-message framing tokens the chat format adds around each message.
+MESSAGE_OVERHEAD = 8
+
+
+def fit_to_window(
+    render: Callable[[list[Passage]], tuple[str, str]], passages: list[Passage], limit: int
+) -> tuple[list[Passage], str, str]:
+    """Render the prompt, dropping the least relevant passages until it fits ``limit``.
+
+    Measured on the final text, so headers, markers and the question all count.
+    """
+    kept = list(passages)
+    while True:
+        system, user = render(kept)
+        used = count_tokens(system) + count_tokens(user) + 2 * MESSAGE_OVERHEAD
+        if used <= limit or not kept:
+            return kept, system, user
+        kept = kept[:-1]

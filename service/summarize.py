@@ -21,7 +21,8 @@ from service.extractive import (
 )
 from service.llm import LLMError
 from service.models import Difference, Point, Summary, Usage
-from service.passages import Passage, new_nonce, render_passages
+from service.neutrality import attributed_quote
+from service.passages import Passage, fit_to_window, new_nonce, render_passages
 from service.prompts import load_prompt
 from service.verify import CitationLedger
 from vectorstore.chunk import count_tokens
@@ -68,20 +69,8 @@ class NothingToSummarize(LookupError):
     """No stored article matches the request."""
 
 
-def source_label(article: StoredArticle) -> str:
-    """How a point names its source; an unknown outlet is never guessed."""
-    if article.source:
-        return article.source
-    title = article.title
-    if len(title) > 50:
-        title = title[:48].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-    return f"The article “{title}”"
-
-
 def attributed(sentence: Sentence) -> str:
-    # The sentence stays the source's words, in quotes, so loaded language in it is
-    # never the summary's own voice.
-    return f"{source_label(sentence.article)} reports: “{sentence.text}”"
+    return attributed_quote(sentence.article.title, sentence.article.source, sentence.text)
 
 
 @dataclass
@@ -228,14 +217,18 @@ class SummaryService:
         assert llm is not None
         settings = self.nd.settings
         budget = settings.llm_context_window - settings.llm_max_output_tokens - 800
-        passages = self.article_passages(articles, budget)
         nonce = new_nonce()
-        system, user = load_prompt("summarize").render(
-            nonce=nonce,
-            max_points=req.max_points,
-            max_words=req.max_words,
-            topic=req.topic or "everything in these articles",
-            passages=render_passages(passages, nonce),
+        prompt = load_prompt("summarize")
+        passages, system, user = fit_to_window(
+            lambda ps: prompt.render(
+                nonce=nonce,
+                max_points=req.max_points,
+                max_words=req.max_words,
+                topic=req.topic or "everything in these articles",
+                passages=render_passages(ps, nonce),
+            ),
+            self.article_passages(articles, budget),
+            settings.llm_context_window - settings.llm_max_output_tokens,
         )
         result = llm.complete_json(
             system=system, user=user, schema=SUMMARY_SCHEMA, schema_name="neutral_summary"

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.citations import locate_quote
 from service.models import Citation, Difference, Point, SourceShare
+from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.passages import Passage
 from vectorstore.store import StoredArticle
 
@@ -25,6 +26,7 @@ class CitationLedger:
     verified: int = 0
     rejected: int = 0
     claims_dropped: int = 0
+    neutralized: int = 0
     _by_span: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def _passage(self, number: Any) -> Passage | None:
@@ -100,6 +102,12 @@ class CitationLedger:
         if not numbers or not text:
             self.claims_dropped += 1
             return None
+        if loaded_terms_in_own_voice(text):
+            # The model used a loaded word in its own voice: show the cited source's
+            # own words instead, attributed, rather than adopt its framing.
+            self.neutralized += 1
+            c = self.citations[numbers[0] - 1]
+            text = attributed_quote(c.title, c.source, c.quote)
         return Point(text=text, citations=numbers)
 
     def points(self, raws: Any) -> list[Point]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -232,14 +231,11 @@ def test_fuzzy_on_long_text_uses_anchors(text002: str, sentence: tuple[str, int,
     assert (r.start, r.end) == (len(filler) + start, len(filler) + end)
 
 
-def test_fuzzy_is_fast_on_100kb_article(text002: str) -> None:
+def test_fabricated_quote_in_a_100kb_article_is_not_found(text002: str) -> None:
+    # Speed is measured by bench/, not asserted here.
     text = (text002 * 40)[:100_000]
     q = "The Kremlin announced a complete withdrawal of all troops from the region today."
-    locate_quote(q, text)  # warm the normalisation cache
-    t0 = time.perf_counter()
     assert locate_quote(q, text) is None
-    # Budget is ~50 ms; the bound is loose so slow CI machines don't flake.
-    assert time.perf_counter() - t0 < 0.5
 
 
 # --- rejects ---------------------------------------------------------------

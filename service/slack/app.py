@@ -1,0 +1,527 @@
+"""The Slack bot: a bolt ``App`` whose listeners acknowledge at once and do the work in
+lazy listeners (threads), for HTTP mode (mounted in the FastAPI app) and Socket Mode.
+
+- Mentions and direct messages are answered in a thread; a later mention or message in a
+  thread the bot is part of is a follow-up, with the thread (conversations.replies) as
+  the conversation history.
+- ``/ask``, ``/summarize`` and ``/brief`` reply through the command's response_url: in the
+  channel, or only to the user for errors and for ``/ask`` when ``slack_ephemeral``.
+- Slack's retries (``X-Slack-Retry-Num``) are acknowledged and dropped, so nothing is
+  answered twice; the first delivery was acknowledged within 3 s and is being answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from service.answer import AnswerService, Message, Question
+from service.brief import BriefingService, BriefRequest
+from service.context import Newsdesk
+from service.llm import LLMError
+from service.models import Answer
+from service.slack.blocks import (
+    WORKING,
+    Block,
+    answer_blocks,
+    answer_text,
+    briefing_blocks,
+    briefing_text,
+    escape,
+    fallback_text,
+    shorten,
+    split_messages,
+    summary_blocks,
+    summary_text,
+    text_blocks,
+)
+from service.slack.history import bot_in_thread, slack_to_plain, thread_history
+from service.summarize import NothingToSummarize, SummaryRequest, SummaryService
+from vectorstore.store import StoreError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("/ask", "/summarize", "/brief")
+USAGE = {
+    "/ask": "Usage: `/ask <question>`, for example `/ask how many people fled Kursk?`",
+    "/summarize": "Usage: `/summarize <topic>`, for example `/summarize the Kursk incursion`",
+    "/brief": "Usage: `/brief <topic>`, for example `/brief the Kursk incursion`",
+}
+HELP = (
+    "Ask me about the news and I'll answer from the ingested articles, citing the exact "
+    "passages: mention me with a question, e.g. _how many people fled Kursk?_, or use "
+    "`/ask`, `/summarize <topic>` and `/brief <topic>`. Reply in the thread to follow up."
+)
+# Slash command replies go through the response_url, which Slack allows five times.
+MAX_COMMAND_MESSAGES = 4
+# Longer threads are read page by page up to this many messages.
+MAX_THREAD_MESSAGES = 400
+
+
+class NothingIngested(LookupError):
+    """The store holds no article yet."""
+
+
+class QuestionTooLong(ValueError):
+    """The question is over ``max_question_chars``."""
+
+
+def friendly_error(exc: BaseException) -> str:
+    """A short message for Slack users; the details go to the log."""
+    if isinstance(exc, NothingIngested):
+        return (
+            ":card_index_dividers: No articles have been ingested yet, so there is nothing to "
+            "answer from. Add some with `newsdesk ingest` or `POST /v1/articles`."
+        )
+    if isinstance(exc, NothingToSummarize):
+        return ":mag: I couldn't find any ingested articles about that topic."
+    if isinstance(exc, QuestionTooLong):
+        return f":scissors: That's too long for me: please keep it under {exc.args[0]} characters."
+    if isinstance(exc, LLMError):
+        return (
+            ":warning: The language model isn't reachable right now, so I couldn't answer. "
+            "Please try again in a few minutes."
+        )
+    if isinstance(exc, StoreError):
+        return (
+            ":warning: The article store isn't reachable right now, so I couldn't answer. "
+            "Please try again in a few minutes."
+        )
+    return ":warning: Sorry, something went wrong while answering. The error has been logged."
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    if isinstance(exc, NothingToSummarize | NothingIngested | QuestionTooLong):
+        log.info("slack %s: %s", what, exc)
+    elif isinstance(exc, LLMError | StoreError):
+        log.warning("slack %s failed: %s: %s", what, type(exc).__name__, exc)
+    else:
+        log.exception("slack %s failed", what)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def drop_retries(req: BoltRequest, next: Callable[[], Any]) -> Any:
+    """Acknowledge Slack's retries without running anything: the first delivery was
+    acknowledged in time and its lazy listener is answering (or has answered)."""
+    retry = req.headers.get("x-slack-retry-num")
+    if retry:
+        reason = (req.headers.get("x-slack-retry-reason") or ["?"])[0]
+        log.info("slack: dropped retry %s (%s)", retry[0], reason)
+        return BoltResponse(status=200, body="")
+    return next()
+
+
+class SlackBot:
+    """The listeners. Web API calls go through the ``client`` bolt hands each listener."""
+
+    def __init__(self, newsdesk: Newsdesk) -> None:
+        self.nd = newsdesk
+        self.settings = newsdesk.settings
+        self.answers = AnswerService(newsdesk)
+        self.summaries = SummaryService(newsdesk)
+        self.briefings = BriefingService(newsdesk)
+
+    @property
+    def _llm_model(self) -> str | None:
+        return self.settings.llm_model if self.settings.llm_configured else None
+
+    # ---- the work -----------------------------------------------------------------
+
+    def _check(self, text: str) -> None:
+        if len(text) > self.settings.max_question_chars:
+            raise QuestionTooLong(self.settings.max_question_chars)
+        if self.nd.store.count_articles() == 0:
+            raise NothingIngested("no article has been ingested")
+
+    def answer(self, text: str, history: list[Message]) -> Answer:
+        self._check(text)
+        return self.answers.answer(Question(text=text, history=history))
+
+    def _answer_message(self, text: str, history: list[Message]) -> tuple[list[Block], str]:
+        started = time.perf_counter()
+        answer = self.answer(text, history)
+        log.info(
+            "slack answer: engine=%s refused=%s citations=%d history=%d in %.2fs",
+            answer.engine,
+            answer.refused,
+            len(answer.citations),
+            len(history),
+            time.perf_counter() - started,
+        )
+        blocks = answer_blocks(
+            answer, public_url=self.settings.public_url, llm_model=self._llm_model
+        )
+        return blocks, answer_text(answer)
+
+    # ---- events -------------------------------------------------------------------
+
+    @staticmethod
+    def ack(ack: Any) -> None:
+        ack()
+
+    def wants_message(self, event: dict[str, Any], context: BoltContext) -> bool:
+        """Message events worth a lazy listener: DMs to the bot, and replies in threads
+        (in channels only when they don't mention the bot: app_mention has those)."""
+        if event.get("subtype") not in (None, "thread_broadcast"):
+            return False
+        if event.get("bot_id") or not event.get("user"):
+            return False
+        if event.get("channel_type") == "im":
+            return True
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or thread_ts == event.get("ts"):
+            return False
+        bot = context.bot_user_id
+        return not (bot and f"<@{bot}>" in (event.get("text") or ""))
+
+    def on_mention(self, event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        if str(event.get("channel", "")).startswith("D"):
+            return  # a mention in a DM is also a message.im event, answered there
+        self.converse(event, client, context, only_if_bot_in_thread=False)
+
+    def on_message(self, event: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        dm = event.get("channel_type") == "im"
+        self.converse(event, client, context, only_if_bot_in_thread=not dm)
+
+    def converse(
+        self,
+        event: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
+        *,
+        only_if_bot_in_thread: bool,
+    ) -> None:
+        channel, ts = event["channel"], event["ts"]
+        thread_ts = event.get("thread_ts") or ts
+        bot_user_id, bot_id = context.bot_user_id, context.bot_id
+        history: list[Message] = []
+        if thread_ts != ts:
+            try:
+                replies = self._replies(client, channel, thread_ts)
+            except SlackApiError as exc:
+                log.warning("slack: conversations.replies failed: %s", exc.response.get("error"))
+                replies = []
+                if only_if_bot_in_thread:
+                    return
+            if only_if_bot_in_thread and not bot_in_thread(replies, bot_user_id, bot_id):
+                return
+            history = thread_history(
+                replies,
+                bot_user_id=bot_user_id,
+                bot_id=bot_id,
+                before_ts=ts,
+                limit=self.settings.max_history_messages,
+            )
+        elif only_if_bot_in_thread:
+            return
+
+        question = slack_to_plain(event.get("text") or "", bot_user_id)
+        self._react(client, channel, ts)
+        placeholder = self._post(client, channel, thread_ts, text_blocks(WORKING), WORKING)
+        try:
+            if question:
+                blocks, text = self._answer_message(question, history)
+            else:
+                blocks, text = text_blocks(HELP), HELP
+        except Exception as exc:
+            _log_failure("answer", exc)
+            message = friendly_error(exc)
+            self._deliver(client, channel, thread_ts, placeholder, text_blocks(message), message)
+            return
+        self._deliver(client, channel, thread_ts, placeholder, blocks, text)
+
+    # ---- Web API --------------------------------------------------------------------
+
+    @staticmethod
+    def _replies(client: WebClient, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        cursor = None
+        while len(messages) < MAX_THREAD_MESSAGES:
+            resp = client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200, cursor=cursor
+            )
+            messages += resp.get("messages") or []
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return messages
+
+    @staticmethod
+    def _react(client: WebClient, channel: str, ts: str) -> None:
+        try:
+            client.reactions_add(channel=channel, timestamp=ts, name="eyes")
+        except SlackApiError as exc:  # already_reacted, missing scope: progress is optional
+            log.debug("slack: reactions.add failed: %s", exc.response.get("error"))
+
+    @staticmethod
+    def _post(
+        client: WebClient, channel: str, thread_ts: str, blocks: list[Block], text: str
+    ) -> str | None:
+        try:
+            resp = client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            return resp.get("ts")
+        except SlackApiError as exc:
+            log.warning("slack: chat.postMessage failed: %s", exc.response.get("error"))
+            return None
+
+    def _deliver(
+        self,
+        client: WebClient,
+        channel: str,
+        thread_ts: str,
+        placeholder: str | None,
+        blocks: list[Block],
+        text: str,
+    ) -> None:
+        """The reply replaces the progress message; what doesn't fit in one message
+        follows in the thread."""
+        first, *rest = split_messages(blocks)
+        try:
+            if placeholder:
+                client.chat_update(channel=channel, ts=placeholder, text=text, blocks=first)
+            else:
+                client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=text,
+                    blocks=first,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            for more in rest:
+                client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=text,
+                    blocks=more,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackApiError as exc:
+            log.error("slack: delivering the reply failed: %s", exc.response.get("error"))
+            message = friendly_error(exc)
+            try:
+                if placeholder:
+                    client.chat_update(
+                        channel=channel, ts=placeholder, text=message, blocks=text_blocks(message)
+                    )
+            except SlackApiError:
+                log.error("slack: could not report the failure either")
+
+    # ---- slash commands -------------------------------------------------------------
+
+    @staticmethod
+    def _command_text(command: dict[str, Any]) -> str:
+        return slack_to_plain(command.get("text") or "")
+
+    def ack_command(self, ack: Any, command: dict[str, Any]) -> None:
+        name, text = command.get("command", ""), self._command_text(command)
+        if not text and name != "/summarize":
+            ack(response_type="ephemeral", text=USAGE.get(name, HELP))
+            return
+        what = f": {escape(shorten(text, 200))}" if text else ""
+        ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Working on it{what} …")
+
+    def on_command(self, command: dict[str, Any], respond: Any) -> None:
+        name, text = command.get("command", ""), self._command_text(command)
+        if not text and name != "/summarize":
+            return  # the acknowledgement showed the usage
+        ephemeral = False
+        try:
+            if name == "/ask":
+                blocks, fallback = self._answer_message(text, [])
+                ephemeral = self.settings.slack_ephemeral
+            elif name == "/summarize":
+                blocks, fallback = self._summary_message(text)
+            elif name == "/brief":
+                blocks, fallback = self._briefing_message(text)
+            else:
+                blocks, fallback = text_blocks(HELP), HELP
+        except Exception as exc:
+            _log_failure(name or "command", exc)
+            message = friendly_error(exc)
+            self._respond(respond, "ephemeral", text_blocks(message), message)
+            return
+        response_type = "ephemeral" if ephemeral else "in_channel"
+        for blocks_part in split_messages(blocks, max_messages=MAX_COMMAND_MESSAGES):
+            self._respond(respond, response_type, blocks_part, fallback)
+
+    def _summary_message(self, topic: str) -> tuple[list[Block], str]:
+        self._check(topic)
+        summary = self.summaries.summarize(SummaryRequest(topic=topic or None))
+        blocks = summary_blocks(
+            summary, public_url=self.settings.public_url, llm_model=self._llm_model
+        )
+        return blocks, summary_text(summary)
+
+    def _briefing_message(self, topic: str) -> tuple[list[Block], str]:
+        self._check(topic)
+        briefing = self.briefings.brief(BriefRequest(topic=topic))
+        blocks = briefing_blocks(
+            briefing, public_url=self.settings.public_url, llm_model=self._llm_model
+        )
+        return blocks, briefing_text(briefing)
+
+    @staticmethod
+    def _respond(respond: Any, response_type: str, blocks: list[Block], text: str) -> None:
+        try:
+            resp = respond(
+                response_type=response_type,
+                text=fallback_text(text) if text else "",
+                blocks=blocks,
+                replace_original=False,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except Exception:
+            log.exception("slack: posting to the response_url failed")
+            return
+        if getattr(resp, "status_code", 200) != 200:
+            log.error("slack: response_url answered %s: %s", resp.status_code, resp.body)
+
+
+def build_app(
+    newsdesk: Newsdesk,
+    *,
+    client: WebClient | None = None,
+    executor: Executor | None = None,
+) -> App:
+    """The bolt App for this Newsdesk; nothing is kept at module level.
+
+    ``client`` replaces the WebClient made from ``slack_bot_token`` (tests point one at
+    a local stub); ``executor`` runs the lazy listeners (default: 8 threads).
+    """
+    settings = newsdesk.settings
+    token = _secret(settings.slack_bot_token)
+    if client is None and not token:
+        raise ValueError("the Slack bot needs NEWSDESK_SLACK_BOT_TOKEN")
+    bot = SlackBot(newsdesk)
+    app = App(
+        name="newsdesk",
+        token=None if client is not None else token,
+        client=client,
+        signing_secret=_secret(settings.slack_signing_secret) or "",
+        # Ack first, then the lazy listeners do the slow part in the executor.
+        process_before_response=True,
+        # auth.test happens on the first request instead of at start-up.
+        token_verification_enabled=False,
+        before_authorize=drop_retries,
+        listener_executor=executor
+        or ThreadPoolExecutor(max_workers=8, thread_name_prefix="newsdesk-slack"),
+    )
+    app.event("app_mention")(ack=bot.ack, lazy=[bot.on_mention])
+    app.event("message", matchers=[bot.wants_message])(ack=bot.ack, lazy=[bot.on_message])
+    app.event("message")(bot.ack)  # every other message event: acknowledged, ignored
+    for name in COMMANDS:
+        app.command(name)(ack=bot.ack_command, lazy=[bot.on_command])
+    return app
+
+
+# ---- HTTP mode ---------------------------------------------------------------------------
+
+
+def slack_http_configured(newsdesk: Newsdesk) -> bool:
+    s = newsdesk.settings
+    return bool(_secret(s.slack_bot_token) and _secret(s.slack_signing_secret))
+
+
+def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None) -> None:
+    """Add ``POST /slack/events`` and ``POST /slack/commands`` to the FastAPI app when
+    ``NEWSDESK_SLACK_BOT_TOKEN`` and ``NEWSDESK_SLACK_SIGNING_SECRET`` are set; otherwise
+    do nothing. ``bolt_app`` replaces the App built from the settings (tests)."""
+    from fastapi import Request
+    from fastapi.responses import Response
+    from slack_bolt.adapter.fastapi import SlackRequestHandler
+    from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+    from starlette.concurrency import run_in_threadpool
+
+    if not slack_http_configured(newsdesk):
+        log.info("slack: not configured (no bot token or signing secret); routes not mounted")
+        return
+
+    class ThreadedSlackRequestHandler(SlackRequestHandler):
+        """bolt's handler, with dispatch (signature check, ack, the first auth.test)
+        run in the threadpool instead of blocking the event loop."""
+
+        async def handle(
+            self, req: Request, addition_context_properties: dict[str, Any] | None = None
+        ) -> Response:
+            body = await req.body()
+            bolt_req = to_bolt_request(req, body, addition_context_properties)
+            return to_starlette_response(await run_in_threadpool(self.app.dispatch, bolt_req))
+
+    bolt = bolt_app or build_app(newsdesk)
+    handler = ThreadedSlackRequestHandler(bolt)
+
+    async def slack_events(req: Request) -> Response:
+        return await handler.handle(req)
+
+    async def slack_commands(req: Request) -> Response:
+        return await handler.handle(req)
+
+    described = {
+        200: {"description": "Acknowledged (the answer follows in Slack)."},
+        401: {"description": "Missing, invalid or stale Slack signature."},
+    }
+    app.add_api_route(
+        "/slack/events",
+        slack_events,
+        methods=["POST"],
+        tags=["slack"],
+        summary="Slack Events API (signed by Slack)",
+        responses=described,
+    )
+    app.add_api_route(
+        "/slack/commands",
+        slack_commands,
+        methods=["POST"],
+        tags=["slack"],
+        summary="Slack slash commands /ask, /summarize, /brief (signed by Slack)",
+        responses=described,
+    )
+    app.state.slack_app = bolt
+    log.info("slack: mounted /slack/events and /slack/commands")
+
+
+# ---- Socket Mode ---------------------------------------------------------------------------
+
+
+def socket_mode_handler(
+    newsdesk: Newsdesk, *, client: WebClient | None = None
+) -> SocketModeHandler:
+    """A Socket Mode handler for the bot (not yet connected)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    app_token = _secret(newsdesk.settings.slack_app_token)
+    if not app_token:
+        raise ValueError("Socket Mode needs NEWSDESK_SLACK_APP_TOKEN (xapp-…)")
+    return SocketModeHandler(build_app(newsdesk, client=client), app_token=app_token)
+
+
+def run_socket_mode(newsdesk: Newsdesk) -> None:
+    """Connect to Slack over Socket Mode and serve until interrupted (blocks)."""
+    handler = socket_mode_handler(newsdesk)
+    log.info("slack: starting Socket Mode")
+    handler.start()

@@ -1,0 +1,117 @@
+"""The newsdesk command line: contracts other tools rely on, and readable failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import service.cli
+from service.context import Newsdesk
+from tests.conftest import SEEDS, HashingEmbedder
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("NEWSDESK_DATA_DIR", str(data))
+    monkeypatch.setattr(
+        service.cli, "Newsdesk", lambda settings: Newsdesk(settings, embedder=HashingEmbedder())
+    )
+    return data
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(service.cli.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ingest_twice_reports_added_then_unchanged() -> None:
+    code, out, _ = run("ingest", str(SEEDS), "--json")
+    first = json.loads(out)
+    assert code == 0
+    assert {k: first[k] for k in ("added", "updated", "unchanged", "failed")} == {
+        "added": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+    }
+    assert first["chunks"] > 3 and first["errors"] == []
+    code, out, _ = run("ingest", str(SEEDS), "--json")
+    second = json.loads(out)
+    assert (second["added"], second["unchanged"], second["chunks"]) == (0, 3, 0)
+    code, out, _ = run("ingest", str(SEEDS))
+    assert "0 added, 0 updated, 3 unchanged, 0 failed" in out
+
+
+def test_bad_files_are_reported_and_the_rest_goes_in(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "ok.txt").write_text("A fine article. It has words.", "utf-8")
+    (inbox / "empty.txt").write_text("", "utf-8")
+    (inbox / "x.docx").write_bytes(b"PK")
+    code, out, err = run("ingest", str(inbox))
+    assert code == 1
+    assert "1 added" in out and "2 failed" in out
+    assert "empty file" in err and "unsupported file type" in err
+
+
+def test_search_json_shape_and_article_round_trip() -> None:
+    run("ingest", str(SEEDS))
+    code, out, _ = run("search", "121,000 individuals fleeing", "--json", "-k", "3")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 3
+    assert set(rows[0]) == {"article_id", "title", "source", "start", "end", "text", "score"}
+    code, out, _ = run("article", rows[0]["article_id"], "--json")
+    article = json.loads(out)
+    assert article["text"][rows[0]["start"] : rows[0]["end"]] == rows[0]["text"]
+
+
+def test_delete_then_article_is_gone() -> None:
+    run("ingest", str(SEEDS))
+    _, out, _ = run("search", "Gerasimov", "--json", "-k", "1")
+    victim = json.loads(out)[0]["article_id"]
+    assert run("delete", victim)[0] == 0
+    code, _, err = run("article", victim)
+    assert code == 1 and "no article with id" in err
+    assert run("delete", victim)[0] == 1
+
+
+def test_ask_json_contract() -> None:
+    run("ingest", str(SEEDS))
+    code, out, _ = run("ask", "How many individuals were fleeing their homes?", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert {
+        "answer",
+        "refused",
+        "engine",
+        "citations",
+        "usage",
+        "citations_verified",
+        "citations_rejected",
+    } <= set(data)
+    assert data["engine"] == "extractive"
+    for c in data["citations"]:
+        assert {"n", "article_id", "title", "source", "start", "end", "quote"} <= set(c)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("search", "x", "--after", "yesterday"), "ISO 8601"),
+        (("search", "  "), "empty"),
+        (("summarize", "--articles", "nope"), "unknown article id"),
+        (("brief", "--topic", "x", "--as-of", "soon"), "ISO 8601"),
+    ],
+)
+def test_bad_input_is_one_readable_line_and_nonzero_exit(
+    args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = run(*args)
+    assert code != 0 and message in err
+    assert "Traceback" not in err
