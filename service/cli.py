@@ -325,6 +325,30 @@ def brief(
         _print_text(briefing_markdown(result))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API (and the Slack endpoints when Slack is configured)."""
+    import uvicorn
+
+    from service.logs import configure_logging
+
+    _quiet_libraries()
+    configure_logging()
+    uvicorn.run(
+        "service.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus.")] = Path(

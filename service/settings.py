@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -58,13 +58,11 @@ class Settings(BaseSettings):
     llm_structured_output: bool = True
 
     # HTTP API
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # Comma-separated in the environment: NEWSDESK_API_KEYS=key1,key2
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     rate_limit: str = "120/minute"
     max_body_bytes: int = 8_000_000
-    max_question_chars: int = 2000
-    max_history_messages: int = 40
-    max_top_k: int = 50
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str | None = None
 
     # Slack
@@ -72,6 +70,13 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_ephemeral: bool = False
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @cached_property
     def llm_key(self) -> str | None:

@@ -10,7 +10,9 @@ chunks behind, which ``repair`` removes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +126,55 @@ class ArticleFilter:
         )
 
 
+def _unavailable(exc: Exception) -> bool:
+    """Whether an exception from the Chroma client means the server can't be reached."""
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("could not connect", "connection refused", "connect error"))
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def gen_wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(self, *args, **kwargs)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if _unavailable(exc):
+                    raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
+                raise
+
+        return gen_wrapper
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
+            raise
+
+    return wrapper
+
+
+def _guard_public_methods(cls: type) -> type:
+    """Turn connection failures of every store call into StoreUnavailable, which the API
+    answers with 503 and which ends when the server is back."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, _guarded(member))
+    return cls
+
+
 def chunk_id(article_id: str, version: str, index: int) -> str:
     return f"{article_id}#{version}#{index}"
 
@@ -163,6 +214,7 @@ def _stored_chunk(cid: str, text: str, meta: dict[str, Any]) -> StoredChunk:
     )
 
 
+@_guard_public_methods
 class ChromaStore:
     def __init__(self, settings: Settings, embedding_model: str, dimension: int) -> None:
         self.settings = settings

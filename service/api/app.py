@@ -1,0 +1,72 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.api.deps import require_caller
+from service.api.errors import install_error_handlers
+from service.api.metrics import Metrics
+from service.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.api.routes import articles, ask, chat, health, summaries
+from service.api.security import KeyChecker, RateLimiter
+from service.context import Newsdesk
+from service.settings import Settings
+
+log = logging.getLogger("newsdesk.api")
+
+DESCRIPTION = """Cited news answers, neutral multi-source summaries and briefings.
+
+Every citation is `{n, article_id, title, source, published_at, start, end, quote}` where
+`quote == canonical_text[start:end]` of the article (`GET /v1/articles/{id}`), checked
+before it is returned. Errors are `{"error": {"code", "message"}}`."""
+
+
+def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = None) -> FastAPI:
+    settings = settings or (newsdesk.settings if newsdesk else Settings())
+    newsdesk = newsdesk or Newsdesk(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "newsdesk API starting (LLM %s)",
+            "configured" if settings.llm_configured else "not configured: extractive engine",
+        )
+        yield
+
+    app = FastAPI(
+        title="Newsdesk",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.newsdesk = newsdesk
+    app.state.metrics = Metrics()
+    app.state.keys = KeyChecker(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
+
+    install_error_handlers(app)
+    protected = [Depends(require_caller)]
+    app.include_router(health.router)
+    for router in (ask.router, chat.router, summaries.router, articles.router):
+        app.include_router(router, dependencies=protected)
+
+    from service.slack import mount_slack
+
+    mount_slack(app, newsdesk)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

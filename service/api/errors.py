@@ -1,0 +1,129 @@
+"""Every error is JSON: ``{"error": {"code", "message"}}`` with a stable code.
+
+The shape is OpenAI's, so OpenAI clients pointed at /v1/chat/completions surface our
+messages as they would theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.llm import LLMAuthError, LLMError
+from service.summarize import NothingToSummarize
+from vectorstore.store import EmbeddingModelMismatch, StoreError
+
+log = logging.getLogger("newsdesk.api")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        out.append(
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "problem": err.get("msg", "invalid"),
+            }
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        first = details[0] if details else {"field": "body", "problem": "invalid"}
+        where = first["field"] or "request body"
+        return error_response(422, "invalid_request", f"{where}: {first['problem']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(NothingToSummarize)
+    async def _nothing(_: Request, exc: NothingToSummarize) -> JSONResponse:
+        status = 400 if "unknown article" in str(exc) else 404
+        code = "unknown_article" if status == 400 else "nothing_found"
+        return error_response(status, code, str(exc))
+
+    @app.exception_handler(LLMError)
+    async def _llm(_: Request, exc: LLMError) -> JSONResponse:
+        log.warning("llm error: %s", exc.code)
+        status = 502 if isinstance(exc, LLMAuthError) else 503
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        log.warning("store error: %s", exc)
+        if isinstance(exc, EmbeddingModelMismatch):
+            return error_response(500, "embedding_model_mismatch", str(exc))
+        return error_response(
+            503, "store_unavailable", "The article store is unavailable; try again shortly."
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace in a response; the log has it, keyed by request id.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500,
+            "internal_error",
+            "Something went wrong on our side. "
+            "The request id in X-Request-ID identifies it in the logs.",
+        )

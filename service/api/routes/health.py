@@ -1,0 +1,40 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import MetricsDep, NewsdeskDep
+from vectorstore.store import StoreError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The store (and the LLM, if configured) can be reached")
+def readyz(newsdesk: NewsdeskDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        checks["store"] = "ok" if newsdesk.store.heartbeat() else "unreachable"
+    except StoreError as exc:
+        checks["store"] = f"unreachable: {exc}"
+    llm = newsdesk.llm
+    checks["llm"] = "not configured" if llm is None else ("ok" if llm.ping() else "unreachable")
+    llm_ok = checks["llm"] in ("ok", "not configured")
+    # With the extractive fallback an unreachable LLM degrades answers but doesn't stop
+    # them, so the replica should stay in the load balancer.
+    fallback = newsdesk.settings.llm_fallback == "extractive"
+    ready = checks["store"] == "ok" and (llm_ok or fallback)
+    status = "ready" if ready and llm_ok else ("degraded" if ready else "not ready")
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(m: MetricsDep) -> Response:
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
