@@ -51,12 +51,14 @@ class Indexer:
         max_tokens: int = 180,
         overlap_sentences: int = 1,
         batch_chunks: int = 256,
+        batch_articles: int = 500,
     ) -> None:
         self.store = store
         self._embedder = embedder
         self.max_tokens = max_tokens
         self.overlap = overlap_sentences
         self.batch_chunks = batch_chunks
+        self.batch_articles = batch_articles
 
     def index(
         self,
@@ -75,46 +77,52 @@ class Indexer:
         report = IngestReport()
         if repair:
             report.repaired_chunks = self.store.repair()
-        pending: list[tuple[Article, list[Chunk], bool]] = []
-        pending_chunks = 0
-        seen: dict[str, str] = {}
-
+        batch: list[Article] = []
         for item in items:
             if isinstance(item, Failure):
                 report.failed += 1
                 report.errors.append({"origin": item.origin, "reason": item.reason})
-                if on_item:
-                    on_item(item.origin)
-                continue
-            article = item
-            for warning in article.warnings:
-                report.warnings.append({"origin": article.origin or article.id, "warning": warning})
-            if seen.get(article.id) == article.content_hash:
-                report.unchanged += 1
-                report.article_ids.append(article.id)
-                if on_item:
-                    on_item(article.origin or article.id)
-                continue
-            seen[article.id] = article.content_hash
-            existing = self.store.article_meta([article.id]).get(article.id)
-            if existing and existing.get("content_hash") == article.content_hash:
-                pending = [p for p in pending if p[0].id != article.id]
-                report.unchanged += 1
             else:
-                chunks = chunk_text(article.id, article.text, self.max_tokens, self.overlap)
-                # A later record with the same id in this batch supersedes the earlier one.
-                pending = [p for p in pending if p[0].id != article.id]
-                pending.append((article, chunks, existing is not None))
-                pending_chunks = sum(len(p[1]) for p in pending)
-                if pending_chunks >= self.batch_chunks:
-                    self._flush(pending, report)
-                    pending, pending_chunks = [], 0
-            report.article_ids.append(article.id)
+                for warning in item.warnings:
+                    report.warnings.append({"origin": item.origin or item.id, "warning": warning})
+                batch.append(item)
+                report.article_ids.append(item.id)
+                if len(batch) >= self.batch_articles:
+                    self._process(batch, report)
+                    batch = []
             if on_item:
-                on_item(article.origin or article.id)
-        self._flush(pending, report)
+                on_item(item.origin or item.id)
+        self._process(batch, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _process(self, batch: list[Article], report: IngestReport) -> None:
+        """Look the batch up in one call, then chunk, embed and write what changed."""
+        latest: dict[str, Article] = {}
+        for article in batch:
+            earlier = latest.pop(article.id, None)
+            if earlier is not None:
+                # The same id twice in one run: the later record wins.
+                if earlier.content_hash == article.content_hash:
+                    report.unchanged += 1
+                else:
+                    report.updated += 1
+            latest[article.id] = article
+        existing = self.store.article_meta(list(latest))
+        pending: list[tuple[Article, list[Chunk], bool]] = []
+        pending_chunks = 0
+        for article in latest.values():
+            stored = existing.get(article.id)
+            if stored and stored.get("content_hash") == article.content_hash:
+                report.unchanged += 1
+                continue
+            chunks = chunk_text(article.id, article.text, self.max_tokens, self.overlap)
+            pending.append((article, chunks, stored is not None))
+            pending_chunks += len(chunks)
+            if pending_chunks >= self.batch_chunks:
+                self._flush(pending, report)
+                pending, pending_chunks = [], 0
+        self._flush(pending, report)
 
     def _flush(
         self, pending: list[tuple[Article, list[Chunk], bool]], report: IngestReport

@@ -52,6 +52,8 @@ class KeywordIndex:
         self._built: _Built | None = None
         self._checked_at = 0.0
         self._versions: dict[str, str] = {}
+        self._sources: set[str] = set()
+        self._generation: str | None = None
         self._lock = threading.Lock()
 
     def _tokenize(self, texts: list[str]) -> Any:
@@ -62,6 +64,11 @@ class KeywordIndex:
         self.ensure_current(force=force)
         return self._versions
 
+    def sources(self) -> set[str]:
+        """Every outlet named in the store's article metadata."""
+        self.ensure_current()
+        return self._sources
+
     def invalidate(self) -> None:
         self._checked_at = 0.0
 
@@ -70,8 +77,15 @@ class KeywordIndex:
             now = time.monotonic()
             if not force and self._built and now - self._checked_at < self.check_seconds:
                 return
-            self._versions = self.store.article_versions()
             self._checked_at = now
+            # One tiny read tells whether anything was written since the last look.
+            generation = self.store.generation()
+            if not force and self._built and generation == self._generation:
+                return
+            catalog = self.store.article_catalog()
+            self._generation = generation
+            self._versions = {aid: version for aid, (version, _) in catalog.items()}
+            self._sources = {source for _, source in catalog.values() if source}
             sig = signature(self._versions)
             if self._built and self._built.signature == sig:
                 return

@@ -101,19 +101,10 @@ class Retriever:
         self.rrf_k = rrf_k
         self.per_article = per_article
         self.dense_weight = dense_weight
-        self._sources: set[str] | None = None
-        self._sources_sig: int | None = None
         self._vectors: dict[str, np.ndarray] = {}
 
     def known_sources(self) -> set[str]:
-        versions = self.keyword.versions()
-        sig = hash(frozenset(versions.items()))
-        if self._sources is None or self._sources_sig != sig:
-            self._sources = {
-                meta["source"] for _, meta in self.store.iter_article_meta() if meta.get("source")
-            }
-            self._sources_sig = sig
-        return self._sources
+        return self.keyword.sources()
 
     def _current(self, ranked: list[tuple[StoredChunk, float]]) -> list[StoredChunk]:
         # Chunks of an old or half-written version are invisible (see store.py).

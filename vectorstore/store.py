@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -241,6 +242,9 @@ class ChromaStore:
         }
         self.articles = self._collection(f"{settings.collection_prefix}-articles", meta)
         self.chunks = self._collection(f"{settings.collection_prefix}-chunks", meta)
+        self.state = self.client.get_or_create_collection(
+            f"{settings.collection_prefix}-state", embedding_function=None
+        )
         self.max_batch = max(1, min(self.client.get_max_batch_size(), 2000))
 
     def _collection(self, name: str, meta: dict[str, Any]) -> Any:
@@ -363,15 +367,22 @@ class ChromaStore:
             ],
             art_vecs,
         )
-        for article, _, _ in items:
-            self.chunks.delete(
-                where={
-                    "$and": [
-                        {"article_id": article.id},
-                        {"version": {"$ne": article.content_hash[:VERSION_CHARS]}},
-                    ]
-                }
+        # Old versions go in two calls for the whole batch, not one delete per article.
+        current = {a.id: a.content_hash[:VERSION_CHARS] for a, _, _ in items}
+        stale: list[str] = []
+        ids_list = list(current)
+        for i in range(0, len(ids_list), self.max_batch):
+            got = self.chunks.get(
+                where={"article_id": {"$in": ids_list[i : i + self.max_batch]}},
+                include=["metadatas"],
             )
+            stale += [
+                cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+                if meta.get("version") != current.get(meta.get("article_id"))
+            ]
+        for i in range(0, len(stale), self.max_batch):
+            self.chunks.delete(ids=stale[i : i + self.max_batch])
+        self.bump_generation()
 
     def _upsert(
         self, collection: Any, ids: list[str], docs: list[str], metas: list[dict], vecs: list
@@ -389,6 +400,7 @@ class ChromaStore:
         existed = bool(self.articles.get(ids=[article_id], include=[])["ids"])
         self.articles.delete(ids=[article_id])
         self.chunks.delete(where={"article_id": article_id})
+        self.bump_generation()
         return existed
 
     def repair(self) -> int:
@@ -400,7 +412,27 @@ class ChromaStore:
                 orphans.append(cid)
         for i in range(0, len(orphans), self.max_batch):
             self.chunks.delete(ids=orphans[i : i + self.max_batch])
+        if orphans:
+            self.bump_generation()
         return len(orphans)
+
+    # ---- change detection -------------------------------------------------------------
+
+    def generation(self) -> str:
+        """A token that changes on every write; lets readers (the keyword index, other
+        replicas) notice changes with one tiny read instead of rescanning articles."""
+        got = self.state.get(ids=["generation"], include=["documents"])
+        return got["documents"][0] if got["ids"] else ""
+
+    def bump_generation(self) -> None:
+        self.state.upsert(ids=["generation"], documents=[uuid.uuid4().hex], embeddings=[[0.0]])
+
+    def article_catalog(self) -> dict[str, tuple[str, str | None]]:
+        """Every article id with its current chunk version and its source."""
+        return {
+            aid: (meta["content_hash"][:VERSION_CHARS], meta.get("source"))
+            for aid, meta in self.iter_article_meta()
+        }
 
     # ---- chunks ---------------------------------------------------------------------
 
