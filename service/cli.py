@@ -349,6 +349,20 @@ def serve(
     )
 
 
+@app.command("slack")
+def slack_socket_mode() -> None:
+    """Run the Slack bot over Socket Mode (no public URL needed)."""
+    from service.logs import configure_logging
+    from service.slack import run_socket_mode
+
+    newsdesk = _newsdesk()
+    settings = newsdesk.settings
+    if not (settings.slack_bot_token and settings.slack_app_token):
+        _fail("set NEWSDESK_SLACK_BOT_TOKEN and NEWSDESK_SLACK_APP_TOKEN for Socket Mode")
+    configure_logging()
+    run_socket_mode(newsdesk)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     corpus: Annotated[Path, typer.Option(help="JSONL corpus.")] = Path(

@@ -8,6 +8,11 @@ from pydantic import BaseModel, Field
 
 Engine = Literal["llm", "extractive"]
 
+# Request limits shared by every front end (HTTP API, Slack, CLI).
+MAX_QUESTION_CHARS = 2000
+MAX_HISTORY_MESSAGES = 40
+MAX_TOP_K = 50
+
 
 class Citation(BaseModel):
     """A verified span: ``quote == canonical_text(article_id)[start:end]`` always holds."""

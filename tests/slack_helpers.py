@@ -82,7 +82,9 @@ class SlackStub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def start(self) -> SlackStub:
         self._thread.start()
@@ -123,9 +125,11 @@ class SlackStub:
     # ---- inspecting ---------------------------------------------------------------
 
     def to(self, method: str) -> list[dict[str, Any]]:
-        """The parameters of every call to ``method``, in order."""
+        """The parameters of every call to ``method``, in order, without the ``team_id``
+        that bolt's per-request client adds to every call."""
         with self._lock:
-            return [c.params for c in self.calls if c.method == method]
+            calls = [c.params for c in self.calls if c.method == method]
+        return [{k: v for k, v in params.items() if k != "team_id"} for params in calls]
 
     def methods(self) -> list[str]:
         """Every method called except auth.test (bolt's one-off token check)."""

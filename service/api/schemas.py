@@ -6,12 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.models import Citation, Usage
+from service.models import (
+    MAX_HISTORY_MESSAGES,
+    MAX_QUESTION_CHARS,
+    MAX_TOP_K,
+    Citation,
+    Usage,
+)
 from vectorstore.ingest import normalize_published_at
-
-MAX_QUESTION_CHARS = 2000
-MAX_HISTORY = 40
-MAX_TOP_K = 50
 
 
 class Filters(BaseModel):
@@ -42,7 +44,7 @@ class AskBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    history: list[HistoryMessage] = Field(default_factory=list, max_length=MAX_HISTORY)
+    history: list[HistoryMessage] = Field(default_factory=list, max_length=MAX_HISTORY_MESSAGES)
     filters: Filters | None = None
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
 
@@ -169,7 +171,7 @@ class ChatCompletionBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = "newsdesk"
-    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY + 1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY_MESSAGES + 1)
     stream: bool = False
 
 

@@ -18,16 +18,21 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from pydantic import SecretStr
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.adapter.fastapi import SlackRequestHandler
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from starlette.concurrency import run_in_threadpool
 
 from service.answer import AnswerService, Message, Question
 from service.brief import BriefingService, BriefRequest
 from service.context import Newsdesk
 from service.llm import LLMError
-from service.models import Answer
+from service.models import MAX_HISTORY_MESSAGES, MAX_QUESTION_CHARS, Answer
 from service.slack.blocks import (
     WORKING,
     Block,
@@ -36,7 +41,6 @@ from service.slack.blocks import (
     briefing_blocks,
     briefing_text,
     escape,
-    fallback_text,
     shorten,
     split_messages,
     summary_blocks,
@@ -48,7 +52,6 @@ from service.summarize import NothingToSummarize, SummaryRequest, SummaryService
 from vectorstore.store import StoreError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ HELP = (
 )
 # Slash command replies go through the response_url, which Slack allows five times.
 MAX_COMMAND_MESSAGES = 4
+# Used when the settings have no such limits (the HTTP API's settings, when present, win).
 # Longer threads are read page by page up to this many messages.
 MAX_THREAD_MESSAGES = 400
 
@@ -75,7 +79,7 @@ class NothingIngested(LookupError):
 
 
 class QuestionTooLong(ValueError):
-    """The question is over ``max_question_chars``."""
+    """The question is over the length limit."""
 
 
 def friendly_error(exc: BaseException) -> str:
@@ -143,8 +147,9 @@ class SlackBot:
     # ---- the work -----------------------------------------------------------------
 
     def _check(self, text: str) -> None:
-        if len(text) > self.settings.max_question_chars:
-            raise QuestionTooLong(self.settings.max_question_chars)
+        limit = MAX_QUESTION_CHARS
+        if len(text) > limit:
+            raise QuestionTooLong(limit)
         if self.nd.store.count_articles() == 0:
             raise NothingIngested("no article has been ingested")
 
@@ -206,6 +211,21 @@ class SlackBot:
         *,
         only_if_bot_in_thread: bool,
     ) -> None:
+        """Answer a message in its thread. Nothing escapes: a lazy listener's exception
+        would only reach bolt's log, so unexpected ones (Slack unreachable) are logged."""
+        try:
+            self._converse(event, client, context, only_if_bot_in_thread=only_if_bot_in_thread)
+        except Exception:
+            log.exception("slack: handling a %s event failed", event.get("type"))
+
+    def _converse(
+        self,
+        event: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
+        *,
+        only_if_bot_in_thread: bool,
+    ) -> None:
         channel, ts = event["channel"], event["ts"]
         thread_ts = event.get("thread_ts") or ts
         bot_user_id, bot_id = context.bot_user_id, context.bot_id
@@ -225,7 +245,7 @@ class SlackBot:
                 bot_user_id=bot_user_id,
                 bot_id=bot_id,
                 before_ts=ts,
-                limit=self.settings.max_history_messages,
+                limit=MAX_HISTORY_MESSAGES,
             )
         elif only_if_bot_in_thread:
             return
@@ -345,6 +365,12 @@ class SlackBot:
         ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Working on it{what} …")
 
     def on_command(self, command: dict[str, Any], respond: Any) -> None:
+        try:
+            self._run_command(command, respond)
+        except Exception:
+            log.exception("slack: handling %s failed", command.get("command"))
+
+    def _run_command(self, command: dict[str, Any], respond: Any) -> None:
         name, text = command.get("command", ""), self._command_text(command)
         if not text and name != "/summarize":
             return  # the acknowledgement showed the usage
@@ -389,7 +415,7 @@ class SlackBot:
         try:
             resp = respond(
                 response_type=response_type,
-                text=fallback_text(text) if text else "",
+                text=text,
                 blocks=blocks,
                 replace_original=False,
                 unfurl_links=False,
@@ -451,14 +477,15 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
     """Add ``POST /slack/events`` and ``POST /slack/commands`` to the FastAPI app when
     ``NEWSDESK_SLACK_BOT_TOKEN`` and ``NEWSDESK_SLACK_SIGNING_SECRET`` are set; otherwise
     do nothing. ``bolt_app`` replaces the App built from the settings (tests)."""
-    from fastapi import Request
-    from fastapi.responses import Response
-    from slack_bolt.adapter.fastapi import SlackRequestHandler
-    from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
-    from starlette.concurrency import run_in_threadpool
-
     if not slack_http_configured(newsdesk):
-        log.info("slack: not configured (no bot token or signing secret); routes not mounted")
+        s = newsdesk.settings
+        if _secret(s.slack_bot_token) or _secret(s.slack_signing_secret):
+            log.warning(
+                "slack: NEWSDESK_SLACK_BOT_TOKEN and NEWSDESK_SLACK_SIGNING_SECRET are both "
+                "needed for HTTP mode; /slack routes not mounted"
+            )
+        else:
+            log.info("slack: not configured; /slack routes not mounted")
         return
 
     class ThreadedSlackRequestHandler(SlackRequestHandler):

@@ -26,6 +26,8 @@ MAX_BLOCKS = 50  # Slack: blocks per message
 MESSAGE_CHARS = 12_000  # stay well under Slack's total size for one message's blocks
 FALLBACK_CHARS = 3000  # the notification / history ``text`` of a message
 QUOTE_CHARS = 240
+# Summary and briefing points already quote their sentence: their sources list is shorter.
+SHORT_QUOTE_CHARS = 120
 TITLE_CHARS = 120
 
 WORKING = ":hourglass_flowing_sand: Working on it…"
@@ -66,19 +68,32 @@ def _safe_cut(text: str, limit: int) -> int:
     return limit
 
 
+# The end of a sentence, with the citation markers that follow it ("… fled. [1][2]").
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*(?:\s?(?:\[\d+\])+)?(?=\s)")
+
+
+def _break_at(window: str, limit: int) -> int:
+    """Where to end a piece of at most ``limit`` characters: a paragraph or line break in
+    the second half, else the last sentence end there, else the last space; 0: none."""
+    half = limit // 2
+    for sep in ("\n\n", "\n"):
+        pos = window.rfind(sep, half, limit + 1)
+        if pos > 0:
+            return pos
+    ends = [m.end() for m in _SENTENCE_END.finditer(window, half) if m.end() <= limit]
+    if ends:
+        return ends[-1]
+    return max(window.rfind(" ", 0, limit + 1), 0)
+
+
 def split_text(text: str, limit: int = SECTION_CHARS) -> list[str]:
     """Escaped text in pieces of at most ``limit`` characters, split at the best boundary
-    available: paragraph, line, sentence, word; only a single over-long word is cut."""
+    available: paragraph, line, sentence (with its [n] markers), word; only a single
+    over-long word is cut, never inside an ``&…;`` entity."""
     text = text.strip()
     parts: list[str] = []
     while len(text) > limit:
-        window = text[: limit + 1]
-        cut = 0
-        for sep, keep in (("\n\n", 0), ("\n", 0), (". ", 1), (" ", 0)):
-            pos = window.rfind(sep)
-            if pos > 0 and (pos >= limit // 2 or sep == " "):
-                cut = pos + keep
-                break
+        cut = _break_at(text[: limit + 1], limit)
         if cut <= 0:
             cut = _safe_cut(text, limit)
         parts.append(text[:cut].rstrip())
@@ -160,20 +175,26 @@ def span_url(public_url: str | None, c: Citation) -> str | None:
     )
 
 
-def citation_line(c: Citation, public_url: str | None = None) -> str:
+def citation_line(
+    c: Citation, public_url: str | None = None, quote_chars: int = QUOTE_CHARS
+) -> str:
     title = escape(shorten(c.title or c.article_id, TITLE_CHARS))
     url = span_url(public_url, c)
     head = f"<{url}|{title}>" if url else f"*{title}*"
     date = (c.published_at or "")[:10] or "undated"
     meta = f"{escape(shorten(c.source or 'source unknown', 60))} · {escape(date)}"
-    quote = escape(shorten(c.quote, QUOTE_CHARS))
+    quote = escape(shorten(c.quote, quote_chars))
     return f"*[{c.n}]* {head} — {meta}\n>“{quote}”"
 
 
-def sources_blocks(citations: Sequence[Citation], public_url: str | None = None) -> list[Block]:
+def sources_blocks(
+    citations: Sequence[Citation],
+    public_url: str | None = None,
+    quote_chars: int = QUOTE_CHARS,
+) -> list[Block]:
     if not citations:
         return []
-    return sections(["*Sources*", *(citation_line(c, public_url) for c in citations)])
+    return sections(["*Sources*", *(citation_line(c, public_url, quote_chars) for c in citations)])
 
 
 def engine_text(
@@ -262,7 +283,7 @@ def summary_blocks(
     blocks += sections(_difference_lines(summary.differences))
     if summary.balance:
         blocks.append(context(_balance_text(summary.balance)))
-    blocks += sources_blocks(summary.citations, public_url)
+    blocks += sources_blocks(summary.citations, public_url, SHORT_QUOTE_CHARS)
     blocks.append(
         context(
             engine_text(
@@ -314,7 +335,7 @@ def briefing_blocks(
     blocks = [b for lines in groups for b in sections(lines)]
     if briefing.balance:
         blocks.append(context(_balance_text(briefing.balance)))
-    blocks += sources_blocks(briefing.citations, public_url)
+    blocks += sources_blocks(briefing.citations, public_url, SHORT_QUOTE_CHARS)
     blocks.append(
         context(
             engine_text(

@@ -22,7 +22,6 @@ from service.api.deps import MetricsDep, NewsdeskDep
 from service.api.errors import ApiError, ErrorBody
 from service.api.routes.ask import record_answer
 from service.api.schemas import (
-    MAX_QUESTION_CHARS,
     ChatChoice,
     ChatChoiceMessage,
     ChatCompletion,
@@ -30,7 +29,7 @@ from service.api.schemas import (
     NewsdeskExtra,
     chat_usage,
 )
-from service.models import Answer
+from service.models import MAX_QUESTION_CHARS, Answer
 from service.render import answer_markdown
 
 router = APIRouter(tags=["chat"])
