@@ -111,7 +111,7 @@ class AnswerService:
     def __init__(self, newsdesk: Newsdesk) -> None:
         self.nd = newsdesk
         self.settings = newsdesk.settings
-        self.scorer = SentenceScorer(newsdesk.embedder)
+        self.scorer = SentenceScorer(newsdesk.embedder, newsdesk.sentence_vectors)
 
     # ---- conversation -------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import httpx
 
+from service.extractive import VectorCache
 from service.llm import LLMClient
 from service.settings import Settings
 from vectorstore.embed import Embedder, make_embedder
@@ -57,6 +58,10 @@ class Newsdesk:
             if self._embedder is None:
                 self._embedder = make_embedder(self.settings)
             return self._embedder
+
+    @cached_property
+    def sentence_vectors(self) -> VectorCache:
+        return VectorCache()
 
     @cached_property
     def store(self) -> ChromaStore:

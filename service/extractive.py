@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -302,16 +303,55 @@ class Scored:
     coverage: float
 
 
-class SentenceScorer:
-    """Embeds sentences once per call and scores them against a query."""
+class VectorCache:
+    """Sentence vectors by (article, version, span), shared by every request of a process.
 
-    def __init__(self, embedder: Callable[[], Embedder]) -> None:
+    The same passages come back for related questions; embedding them again is what
+    dominates the extractive engine's time.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._vectors: OrderedDict[tuple[str, str, int, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[tuple[str, str, int, int]]) -> list[np.ndarray | None]:
+        with self._lock:
+            out = []
+            for key in keys:
+                vector = self._vectors.get(key)
+                if vector is not None:
+                    self._vectors.move_to_end(key)
+                out.append(vector)
+            return out
+
+    def put_many(self, items: Sequence[tuple[tuple[str, str, int, int], np.ndarray]]) -> None:
+        with self._lock:
+            for key, vector in items:
+                self._vectors[key] = vector
+            while len(self._vectors) > self.max_entries:
+                self._vectors.popitem(last=False)
+
+
+class SentenceScorer:
+    """Embeds sentences (through the cache) and queries."""
+
+    def __init__(self, embedder: Callable[[], Embedder], cache: VectorCache | None = None) -> None:
         self._embedder = embedder
+        self.cache = cache or VectorCache()
 
     def vectors(self, sentences: Sequence[Sentence]) -> np.ndarray:
         if not sentences:
             return np.zeros((0, 384), dtype=np.float32)
-        return self._embedder().embed([s.text for s in sentences])
+        keys = [(s.article.id, s.article.content_hash, s.start, s.end) for s in sentences]
+        found = self.cache.get_many(keys)
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            fresh = self._embedder().embed([sentences[i].text for i in missing])
+            self.cache.put_many([(keys[i], fresh[k]) for k, i in enumerate(missing)])
+            for k, i in enumerate(missing):
+                found[i] = fresh[k]
+        return np.vstack(found)  # type: ignore[arg-type]
 
     def query_vector(self, text: str) -> np.ndarray:
         return self._embedder().embed([text])[0]

@@ -85,7 +85,7 @@ class SummaryRequest:
 class SummaryService:
     def __init__(self, newsdesk: Newsdesk) -> None:
         self.nd = newsdesk
-        self.scorer = SentenceScorer(newsdesk.embedder)
+        self.scorer = SentenceScorer(newsdesk.embedder, newsdesk.sentence_vectors)
 
     def select_articles(
         self,
