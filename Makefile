@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test lint serve bench clean
+.PHONY: install demo test lint serve bench soak clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ serve: install
 
 bench: install
 	$(PY) -m bench.run_all
+
+# Not part of bench: 5,000 requests at 32 clients take several minutes.
+soak: install
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf data .pytest_cache .hypothesis
