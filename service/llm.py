@@ -215,6 +215,21 @@ def _strip_trailing_commas(text: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
+class _BoundedRetryOpenAI(openai.OpenAI):
+    """The SDK honours a server's Retry-After up to two minutes per retry; a 429 storm
+    would then hold a request far past our timeout. Waits are capped so all retries of
+    one call fit in half the configured timeout."""
+
+    def __init__(self, *, max_wait_seconds: float = 60.0, **kwargs: Any) -> None:
+        # with_options() copies the client through this constructor without our argument.
+        # The copies (ping) make no retries, so the default never applies.
+        super().__init__(**kwargs)
+        self._max_wait_seconds = max_wait_seconds
+
+    def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+        return min(super()._calculate_retry_timeout(*args, **kwargs), self._max_wait_seconds)
+
+
 class LLMClient:
     """One configured endpoint. Cheap to keep for the process lifetime; thread-safe."""
 
@@ -226,7 +241,8 @@ class LLMClient:
         # don't pay for a doomed request each time.
         self._structured_supported = settings.llm_structured_output
         self._owns_http_client = http_client is None
-        self._client = openai.OpenAI(
+        self._client = _BoundedRetryOpenAI(
+            max_wait_seconds=settings.llm_timeout_seconds / (2 * max(1, settings.llm_max_retries)),
             base_url=settings.llm_base_url,
             api_key=self._key or PLACEHOLDER_API_KEY,
             timeout=settings.llm_timeout_seconds,

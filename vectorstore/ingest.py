@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -116,12 +117,17 @@ def make_article(
     text = canonicalize(raw_text)
     if not text:
         raise IngestError("no text after removing whitespace and boilerplate")
+    # Zero-width and bidi controls are format characters (Cf): alone they show nothing.
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
+        raise IngestError("no visible text (only zero-width or control characters)")
     digest = content_hash(text)
     warnings: list[str] = []
     iso_date = normalize_published_at(published_at)
     if published_at not in (None, "") and iso_date is None:
         warnings.append(f"published_at {published_at!r} is not ISO 8601; stored as unknown")
     clean_id = _clean_str(article_id)
+    if clean_id in (".", ".."):
+        raise IngestError("id cannot be '.' or '..' (it could not be used in a URL)")
     if clean_id is not None and (len(clean_id) > 128 or any(c in clean_id for c in "/\\\n")):
         raise IngestError("id must be at most 128 characters with no slashes or newlines")
     return Article(
@@ -218,6 +224,9 @@ def read_file(path: Path) -> Iterator[Article | Failure]:
         except json.JSONDecodeError as exc:
             yield Failure(origin, f"invalid JSON: {exc.msg} at line {exc.lineno}")
             return
+        except (ValueError, RecursionError):
+            yield Failure(origin, "invalid JSON: nested too deeply or a number too long")
+            return
         records = data if isinstance(data, list) else [data]
         for i, record in enumerate(records):
             yield _safe_record(record, f"{origin}[{i}]" if isinstance(data, list) else origin)
@@ -230,6 +239,9 @@ def read_file(path: Path) -> Iterator[Article | Failure]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield Failure(where, f"invalid JSON: {exc.msg}")
+                continue
+            except (ValueError, RecursionError):
+                yield Failure(where, "invalid JSON: nested too deeply or a number too long")
                 continue
             yield _safe_record(record, where)
 

@@ -274,6 +274,7 @@ class ChromaStore:
 
     def article_meta(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(ids))  # Chroma rejects a get with a repeated id
         for i in range(0, len(ids), self.max_batch):
             batch = list(ids[i : i + self.max_batch])
             got = self.articles.get(ids=batch, include=["metadatas"])
@@ -289,6 +290,7 @@ class ChromaStore:
 
     def get_articles(self, ids: Sequence[str]) -> dict[str, StoredArticle]:
         found: dict[str, StoredArticle] = {}
+        ids = list(dict.fromkeys(ids))  # Chroma rejects a get with a repeated id
         for i in range(0, len(ids), self.max_batch):
             batch = list(ids[i : i + self.max_batch])
             got = self.articles.get(ids=batch, include=["documents", "metadatas"])
@@ -377,7 +379,8 @@ class ChromaStore:
                 include=["metadatas"],
             )
             stale += [
-                cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+                cid
+                for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
                 if meta.get("version") != current.get(meta.get("article_id"))
             ]
         for i in range(0, len(stale), self.max_batch):
@@ -412,8 +415,9 @@ class ChromaStore:
                 orphans.append(cid)
         for i in range(0, len(orphans), self.max_batch):
             self.chunks.delete(ids=orphans[i : i + self.max_batch])
-        if orphans:
-            self.bump_generation()
+        # Always: a run killed after switching article records but before its own bump
+        # leaves no orphan to betray it, and readers would keep their stale keyword index.
+        self.bump_generation()
         return len(orphans)
 
     # ---- change detection -------------------------------------------------------------

@@ -60,13 +60,15 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
 
     mount_slack(app, newsdesk)
 
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
+        # Added last, so outermost: a browser can read every answer, a 413 from the body
+        # limit included, not just those from the routes.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

@@ -79,9 +79,19 @@ async def add_article(request: Request, response: Response, newsdesk: NewsdeskDe
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         try:
-            body = ArticleIn.model_validate(json.loads(await request.body()))
+            payload = json.loads(await request.body())
         except json.JSONDecodeError as exc:
             raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg}.") from exc
+        except (ValueError, RecursionError) as exc:
+            # Not UTF-8, nested deeper than the parser's stack, or a number longer than
+            # Python will convert: bad input, not a server error.
+            raise ApiError(
+                400,
+                "invalid_json",
+                "The body is not valid JSON (not UTF-8, too deeply nested or a number too long).",
+            ) from exc
+        try:
+            body = ArticleIn.model_validate(payload)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "body"
