@@ -353,6 +353,21 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+REQUESTS = {1: 60, 8: 120, 32: 240}
+
+
+def write(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+
+
+def section(results: dict) -> str:
+    return (
+        "### Service overhead: /v1/ask through uvicorn, instant stub LLM "
+        f"(stub's own median {results['stub_llm_ms']} ms)\n\n" + table(results) + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Service overhead benchmark")
     parser.add_argument(
@@ -364,9 +379,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--out", type=Path, default=RESULTS / "service_overhead.json")
     args = parser.parse_args()
-    results = run(args.corpus, args.sizes, {1: 60, 8: 120, 32: 240})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    results = run(args.corpus, args.sizes, REQUESTS)
+    write(results, args.out)
     print(json.dumps(results, indent=2))
     print(table(results))
 

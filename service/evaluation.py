@@ -64,39 +64,54 @@ def score_ranking(hits: list[Hit], evidence: list[str]) -> tuple[int | None, int
     return first, len(found4), len(found10)
 
 
+def score_queries(
+    queries: list[Query],
+    search: Callable[[str], list[Any]],
+    on_query: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Score one retriever (anything returning hits with ``.chunk.text``, best first).
+
+    hits@k is the share of a query's gold facts found in the top k, averaged over
+    queries (multi-hop questions need every fact, not just one); any@k is the share of
+    queries with at least one fact in the top k; mrr@10 uses the first such chunk.
+    """
+    h4 = h10 = rr = 0.0
+    a4 = a10 = 0
+    for q in queries:
+        first, f4, f10 = score_ranking(search(q.text), q.evidence)
+        h4 += f4 / len(q.evidence)
+        h10 += f10 / len(q.evidence)
+        if first is not None:
+            rr += 1.0 / first
+            a10 += 1
+            a4 += first <= 4
+        if on_query:
+            on_query()
+    n = max(1, len(queries))
+    return {
+        "hits@4": round(h4 / n, 4),
+        "hits@10": round(h10 / n, 4),
+        "mrr@10": round(rr / n, 4),
+        "any@4": round(a4 / n, 4),
+        "any@10": round(a10 / n, 4),
+    }
+
+
 def evaluate(
     newsdesk: Newsdesk,
     queries: list[Query],
     modes: dict[str, dict[str, Any]],
     on_query: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per mode: hits@k is the share of a query's gold facts found in the top k, averaged
-    over queries (multi-hop questions need every fact, not just one); any@k is the share
-    of queries with at least one fact in the top k; mrr@10 uses the first such chunk."""
-    results: dict[str, dict[str, float]] = {}
-    for name, options in modes.items():
-        h4 = h10 = rr = 0.0
-        a4 = a10 = 0
-        for q in queries:
-            hits = newsdesk.retriever.search(q.text, top_k=10, **options)
-            first, f4, f10 = score_ranking(hits, q.evidence)
-            h4 += f4 / len(q.evidence)
-            h10 += f10 / len(q.evidence)
-            if first is not None:
-                rr += 1.0 / first
-                a10 += 1
-                a4 += first <= 4
-            if on_query:
-                on_query()
-        n = max(1, len(queries))
-        results[name] = {
-            "hits@4": round(h4 / n, 4),
-            "hits@10": round(h10 / n, 4),
-            "mrr@10": round(rr / n, 4),
-            "any@4": round(a4 / n, 4),
-            "any@10": round(a10 / n, 4),
-        }
-    return results
+    """``score_queries`` for each retrieval mode of a Newsdesk."""
+    return {
+        name: score_queries(
+            queries,
+            lambda text, options=options: newsdesk.retriever.search(text, top_k=10, **options),
+            on_query,
+        )
+        for name, options in modes.items()
+    }
 
 
 RETRIEVAL_MODES: dict[str, dict[str, Any]] = {

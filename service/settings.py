@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"
     openai_embedding_model: str = "text-embedding-3-small"
-    embedding_batch_size: int = 32
+    # bench/ingestion.py: batch 8 embedded ~1.15x faster than 32 here, identical vectors.
+    embedding_batch_size: int = 8
     embedding_threads: int = 1
 
     # Chunking: cl100k tokens. all-MiniLM-L6-v2 reads 256 word pieces; word pieces run
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
     top_k: int = 8
     candidates: int = 40
     max_chunks_per_article: int = 3
-    # Chosen on the MultiHop-RAG dev queries (bench/results/retrieval_eval.json):
+    # Chosen on the MultiHop-RAG dev queries (bench/results/retrieval.json):
     # k=10 and dense weighted 1.5x beat the textbook k=60 with equal weights.
     rrf_k: int = 10
     dense_weight: float = 1.5
