@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.models import (
     MAX_HISTORY_MESSAGES,
@@ -16,23 +16,30 @@ from service.models import (
 from vectorstore.ingest import normalize_published_at
 
 
+def _iso(value: str) -> str:
+    iso = normalize_published_at(value)
+    if iso is None:
+        raise ValueError("must be an ISO 8601 date or date-time")
+    return iso
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+IsoDate = Annotated[str, AfterValidator(_iso)]
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     article_ids: list[str] | None = Field(default=None, max_length=200)
     sources: list[str] | None = Field(default=None, max_length=50)
-    published_after: str | None = None
-    published_before: str | None = None
-
-    @field_validator("published_after", "published_before")
-    @classmethod
-    def _iso(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        iso = normalize_published_at(value)
-        if iso is None:
-            raise ValueError("must be an ISO 8601 date or date-time")
-        return iso
+    published_after: IsoDate | None = None
+    published_before: IsoDate | None = None
 
 
 class HistoryMessage(BaseModel):
@@ -43,17 +50,10 @@ class HistoryMessage(BaseModel):
 class AskBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    question: NonBlank = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     history: list[HistoryMessage] = Field(default_factory=list, max_length=MAX_HISTORY_MESSAGES)
     filters: Filters | None = None
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
-
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class SummaryBody(BaseModel):
@@ -68,27 +68,10 @@ class SummaryBody(BaseModel):
 class BriefingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    topic: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    as_of: str | None = None
+    topic: NonBlank = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    as_of: IsoDate | None = None
     audience: str | None = Field(default=None, max_length=200)
     format: Literal["json", "markdown"] = "json"
-
-    @field_validator("as_of")
-    @classmethod
-    def _iso(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        iso = normalize_published_at(value)
-        if iso is None:
-            raise ValueError("must be an ISO 8601 date or date-time")
-        return iso
-
-    @field_validator("topic")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class ArticleIn(BaseModel):
