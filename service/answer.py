@@ -24,7 +24,7 @@ from service.passages import (
     render_passages,
 )
 from service.prompts import load_prompt
-from service.verify import CitationLedger
+from service.verify import CLAIMS_SCHEMA, CitationLedger
 from vectorstore.chunk import count_tokens
 from vectorstore.store import ArticleFilter
 
@@ -33,30 +33,7 @@ log = logging.getLogger(__name__)
 REFUSAL = "The sources don't say."
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {
-        "refused": {"type": "boolean"},
-        "claims": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "quotes": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "passage": {"type": "integer"},
-                                "quote": {"type": "string"},
-                            },
-                            "required": ["passage", "quote"],
-                        },
-                    },
-                },
-                "required": ["text", "quotes"],
-            },
-        },
-    },
+    "properties": {"refused": {"type": "boolean"}, "claims": CLAIMS_SCHEMA},
     "required": ["claims"],
 }
 CONDENSE_SCHEMA: dict[str, Any] = {

@@ -15,7 +15,6 @@ from service.extractive import (
     actor_of,
     article_sentences,
     centrality_scores,
-    find_disagreements,
     is_development,
     is_open_question,
     is_prose,
@@ -26,7 +25,6 @@ from service.models import (
     Briefing,
     BriefingSource,
     Development,
-    Difference,
     Perspective,
     Point,
 )
@@ -38,7 +36,8 @@ from service.summarize import (
     POINTS_SCHEMA,
     NothingToSummarize,
     SummaryService,
-    attributed,
+    extractive_differences,
+    sentence_point,
 )
 from service.verify import CitationLedger
 from vectorstore.store import ArticleFilter, StoredArticle
@@ -146,12 +145,8 @@ class BriefingService:
         used: set[int] = set()
 
         def point(i: int) -> Point:
-            s = sentences[i]
             used.add(i)
-            ledger.verified += 1
-            return Point(
-                text=attributed(s), citations=[ledger.cite_span(s.article, s.start, s.end)]
-            )
+            return sentence_point(ledger, sentences[i])
 
         def pick(candidates: list[int], n: int, words: int) -> list[int]:
             pool = [i for i in candidates if i not in used]
@@ -199,18 +194,7 @@ class BriefingService:
         ]
         perspectives = [p for p in perspectives if p.points]
 
-        top = [int(i) for i in np.argsort(-scores)[:80]]
-        differences = []
-        for d in find_disagreements([sentences[i] for i in top], vectors[top]):
-            sides = []
-            for s in (d.a, d.b):
-                ledger.verified += 1
-                sides.append(
-                    Point(
-                        text=attributed(s), citations=[ledger.cite_span(s.article, s.start, s.end)]
-                    )
-                )
-            differences.append(Difference(topic=d.topic, sides=sides))
+        differences = extractive_differences(ledger, sentences, scores, vectors)
 
         open_ids = pick([i for i in everything if is_open_question(sentences[i].text)], 3, 120)
         open_questions = [point(i) for i in open_ids]

@@ -24,30 +24,13 @@ from service.models import Difference, Point, Summary, Usage
 from service.neutrality import attributed_quote
 from service.passages import Passage, fit_to_window, new_nonce, render_passages
 from service.prompts import load_prompt
-from service.verify import CitationLedger
+from service.verify import CLAIMS_SCHEMA, CitationLedger
 from vectorstore.chunk import count_tokens
 from vectorstore.store import ArticleFilter, StoredArticle
 
 log = logging.getLogger(__name__)
 
-POINTS_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "text": {"type": "string"},
-            "quotes": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"passage": {"type": "integer"}, "quote": {"type": "string"}},
-                    "required": ["passage", "quote"],
-                },
-            },
-        },
-        "required": ["text", "quotes"],
-    },
-}
+POINTS_SCHEMA = CLAIMS_SCHEMA
 DIFFERENCES_SCHEMA: dict[str, Any] = {
     "type": "array",
     "items": {
@@ -71,6 +54,24 @@ class NothingToSummarize(LookupError):
 
 def attributed(sentence: Sentence) -> str:
     return attributed_quote(sentence.article.title, sentence.article.source, sentence.text)
+
+
+def sentence_point(ledger: CitationLedger, sentence: Sentence) -> Point:
+    """A source sentence as an attributed point; verbatim, so verified by construction."""
+    ledger.verified += 1
+    n = ledger.cite_span(sentence.article, sentence.start, sentence.end)
+    return Point(text=attributed(sentence), citations=[n])
+
+
+def extractive_differences(
+    ledger: CitationLedger, sentences: list[Sentence], scores: np.ndarray, vectors: np.ndarray
+) -> list[Difference]:
+    """Where sources differ, among the 80 best-scored sentences."""
+    top = [int(i) for i in np.argsort(-scores)[:80]]
+    return [
+        Difference(topic=d.topic, sides=[sentence_point(ledger, d.a), sentence_point(ledger, d.b)])
+        for d in find_disagreements([sentences[i] for i in top], vectors[top])
+    ]
 
 
 @dataclass
@@ -166,22 +167,8 @@ class SummaryService:
         chosen.sort(key=lambda i: (first_pick[sentences[i].article.id], sentences[i].position))
 
         ledger = CitationLedger([])
-        points = []
-        for i in chosen:
-            s = sentences[i]
-            n = ledger.cite_span(s.article, s.start, s.end)
-            ledger.verified += 1
-            points.append(Point(text=attributed(s), citations=[n]))
-
-        top = np.argsort(-scores)[:80]
-        differences = []
-        for d in find_disagreements([sentences[i] for i in top], vectors[top]):
-            sides = []
-            for s in (d.a, d.b):
-                n = ledger.cite_span(s.article, s.start, s.end)
-                ledger.verified += 1
-                sides.append(Point(text=attributed(s), citations=[n]))
-            differences.append(Difference(topic=d.topic, sides=sides))
+        points = [sentence_point(ledger, sentences[i]) for i in chosen]
+        differences = extractive_differences(ledger, sentences, scores, vectors)
         return Summary(
             topic=topic,
             engine="extractive",

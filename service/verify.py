@@ -16,6 +16,25 @@ from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.passages import Passage
 from vectorstore.store import StoredArticle
 
+# The JSON every LLM prompt asks for: claims, each backed by verbatim quotes from
+# numbered passages. The ledger below checks exactly this shape.
+QUOTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"passage": {"type": "integer"}, "quote": {"type": "string"}},
+    "required": ["passage", "quote"],
+}
+CLAIMS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "quotes": {"type": "array", "items": QUOTE_SCHEMA},
+        },
+        "required": ["text", "quotes"],
+    },
+}
+
 
 @dataclass
 class CitationLedger:
