@@ -317,20 +317,12 @@ class SlackBot:
     ) -> None:
         """The reply replaces the progress message; what doesn't fit in one message
         follows in the thread."""
-        first, *rest = split_messages(blocks)
+        messages = split_messages(blocks)
         try:
             if placeholder:
+                first, *messages = messages
                 client.chat_update(channel=channel, ts=placeholder, text=text, blocks=first)
-            else:
-                client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=thread_ts,
-                    text=text,
-                    blocks=first,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-            for more in rest:
+            for more in messages:
                 client.chat_postMessage(
                     channel=channel,
                     thread_ts=thread_ts,
