@@ -39,13 +39,12 @@ def embedder() -> Any:
     if _EMBEDDER is None:
         quiet()
         from service.settings import Settings
-        from vectorstore.embed import LocalEmbedder
+        from vectorstore.embed import LocalEmbedder, make_embedder
 
-        # The production configuration (NEWSDESK_EMBEDDING_BATCH_SIZE / _THREADS).
-        settings = Settings()
-        _EMBEDDER = LocalEmbedder(
-            batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
-        )
+        # The production configuration (NEWSDESK_EMBEDDING_* settings).
+        local = Settings().model_copy(update={"embedding_provider": "local"})
+        _EMBEDDER = make_embedder(local)
+        assert isinstance(_EMBEDDER, LocalEmbedder)
         quiet()
     return _EMBEDDER
 

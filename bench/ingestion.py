@@ -7,12 +7,14 @@ chunks/s and the split between embedding time (``report.embed_seconds``) and eve
 else (reading, canonicalising, chunking, Chroma writes).
 
 Part B times embedding variants of the same model on a fixed sample of production
-chunks (180-token, sentence-aligned, from the Multi-News documents): batch size, no
-length sorting, two torch threads, and quantised / ONNX Runtime backends. Variants run
-interleaved, repeat after repeat, so machine noise hits them alike; medians and ratios
-to the production setting are quoted. Each variant's vectors are compared with the
-production vectors, and every faster variant whose vectors differ is re-scored on
-benchmark 1 (MultiHop-RAG hits@4) to show whether retrieval quality holds.
+chunks (180-token, sentence-aligned, from the Multi-News documents) and on single
+MultiHop-RAG questions (what a search waits for): ONNX Runtime (production) against
+torch at several batch sizes, with and without length sorting, and int8 quantised
+torch and ONNX models. Variants run interleaved, repeat after repeat, so machine noise
+hits them alike; medians and ratios to the production setting are quoted. Each
+variant's vectors are compared with the production vectors, and every faster variant
+whose vectors differ is re-scored on benchmark 1 (MultiHop-RAG hits@4) to show whether
+retrieval quality holds.
 
     python -m bench.ingestion [--seeds DIR] [--multinews FILE] [--sample N] [--repeats N]
 """
@@ -39,7 +41,8 @@ from bench.common import ROOT, SHARED_EVAL, embedder, emit, quiet, rel, table
 
 
 def production_name(base: Any) -> str:
-    return f"torch, batch {base.batch_size} (production)"
+    backend = "onnxruntime fp32" if base.backend == "onnx" else "torch"
+    return f"{backend}, batch {base.batch_size} (production)"
 
 
 # ---- part A: the real pipeline, one subprocess per data set ------------------------
@@ -192,12 +195,12 @@ def sample_chunks(path: Path, n: int, seed: int = 0) -> list[str]:
 
 
 class RawTorch:
-    """The model's forward pass in batches in the given order (no length sorting)."""
+    """The torch model's forward pass in batches in the given order (no length sorting)."""
 
-    def __init__(self, base: Any, model: Any = None, batch_size: int = 32, sort: bool = False):
-        self.model_id = base.model_id
-        self.tokenizer = base.model.tokenizer
-        self.model = model if model is not None else base.model[0].auto_model
+    def __init__(self, ref: Any, model: Any = None, batch_size: int = 32, sort: bool = False):
+        self.model_id = ref.model_id
+        self.tokenizer = ref.tokenizer
+        self.model = model if model is not None else ref.sentence_transformer[0].auto_model
         self.batch_size = batch_size
         self.sort = sort
 
@@ -240,130 +243,75 @@ class Batch:
             self.inner.batch_size = before
 
 
-_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+class Graph:
+    """Another ONNX graph of the model (here: the int8 one) behind the embedder interface."""
 
+    def __init__(self, ref: Any, path: Path, batch_size: int) -> None:
+        from vectorstore.onnx_export import OnnxModel
 
-class OnnxEmbedder:
-    """The same model exported to ONNX (mean pooling and normalisation inside the graph),
-    run by ONNX Runtime on one thread, in length-sorted batches like sentence-transformers."""
-
-    def __init__(self, base: Any, path: Path, threads: int = 1, batch_size: int = 32):
-        import onnxruntime as ort
-
-        self.model_id = base.model_id
-        self.tokenizer = base.model.tokenizer
+        self.model_id = ref.model_id
         self.batch_size = batch_size
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.model = OnnxModel(path, ref.tokenizer, ref.max_word_pieces, threads=ref.threads)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=256,
-                return_tensors="np",
-            )
-            feed = {k: enc[k].astype(np.int64) for k in _INPUTS}
-            out[idx] = self.session.run(None, feed)[0]
-        return out
-
-
-def export_onnx(base: Any, directory: Path) -> tuple[Path, float]:
-    """Export the packaged model's safetensors weights to ONNX, locally (no download)."""
-    import torch
-
-    class Pooled(torch.nn.Module):
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(vec, dim=-1)
-
-    path = directory / "all-MiniLM-L6-v2.onnx"
-    enc = base.model.tokenizer(
-        ["An example sentence.", "Another, longer example sentence for tracing."],
-        padding=True,
-        return_tensors="pt",
-    )
-    t0 = time.perf_counter()
-    torch.onnx.export(
-        Pooled(base.model[0].auto_model).eval(),
-        tuple(enc[k] for k in _INPUTS),
-        str(path),
-        dynamo=False,  # the TorchScript exporter: seconds, and no onnxscript needed
-        input_names=_INPUTS,
-        output_names=["embedding"],
-        dynamic_axes={k: {0: "batch", 1: "tokens"} for k in _INPUTS} | {"embedding": {0: "batch"}},
-        opset_version=17,
-    )
-    return path, time.perf_counter() - t0
+        return self.model.embed(texts, self.batch_size)
 
 
 def build_variants(base: Any, tmp: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Every variant that can be built here, why the others can't, and build notes."""
+    """Every variant that can be built here, why the others can't, and build notes.
+
+    ``base`` is the production embedder; the torch rows use a second, torch-backed copy
+    of the same model (or ``base`` itself when production runs on torch).
+    """
     import torch
 
+    from vectorstore.embed import LocalEmbedder
+
     prod = base.batch_size
-    variants: dict[str, Any] = {production_name(base): Batch(base, prod)}
-    for bs in (8, 16, 32, 64):
-        if bs != prod:
-            variants[f"torch, batch {bs}"] = Batch(base, bs)
-    # Our own loop over the model, to switch sentence-transformers' length sorting off;
-    # compare these two rows with each other.
-    variants[f"torch, batch {prod}, unsorted"] = RawTorch(base, batch_size=prod, sort=False)
-    variants[f"torch, batch {prod}, length-sorted"] = RawTorch(base, batch_size=prod, sort=True)
+    production = production_name(base)
+    variants: dict[str, Any] = {production: Batch(base, prod)}
     skipped: dict[str, str] = {}
     notes: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    ref = base
+    if base.backend != "torch":
+        ref = LocalEmbedder(batch_size=prod, threads=base.threads, backend="torch")
+    notes["torch_load_seconds"] = round(time.perf_counter() - t0, 2)
+    for bs in (8, 16, 32, 64):
+        name = f"torch, batch {bs}"
+        if not (base.backend == "torch" and bs == prod):
+            variants[name] = Batch(ref, bs)
+    # Our own loop over the model, to switch sentence-transformers' length sorting off;
+    # compare these two rows with each other.
+    variants[f"torch, batch {prod}, unsorted"] = RawTorch(ref, batch_size=prod, sort=False)
+    variants[f"torch, batch {prod}, length-sorted"] = RawTorch(ref, batch_size=prod, sort=True)
     try:
         qmodel = torch.ao.quantization.quantize_dynamic(
-            base.model[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8
+            ref.sentence_transformer[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8
         )
         variants["torch dynamic int8 (torch.ao)"] = RawTorch(
-            base, qmodel, batch_size=prod, sort=True
+            ref, qmodel, batch_size=prod, sort=True
         )
     except Exception as exc:  # API removed in some torch builds
         skipped["torch dynamic int8 (torch.ao)"] = f"{type(exc).__name__}: {exc}"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        skipped["onnxruntime fp32"] = "onnxruntime is not installed"
-        return variants, skipped, notes
-    try:
-        path, secs = export_onnx(base, tmp)
-        notes["onnx_export_seconds"] = round(secs, 2)
-        variants["onnxruntime fp32"] = OnnxEmbedder(base, path, batch_size=prod)
-    except Exception as exc:
-        skipped["onnxruntime fp32"] = f"export failed: {type(exc).__name__}: {exc}"
-        return variants, skipped, notes
+    onnx = base if base.backend == "onnx" else None
+    if onnx is None:
+        t0 = time.perf_counter()
+        onnx = LocalEmbedder(batch_size=prod, threads=base.threads, cache_dir=tmp)
+        if onnx.backend != "onnx":
+            skipped["onnxruntime fp32"] = "the ONNX export failed (see the log)"
+            return variants, skipped, notes
+        notes["onnx_export_seconds"] = round(time.perf_counter() - t0, 2)
+        variants[f"onnxruntime fp32, batch {prod}"] = onnx
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" note
         qpath = tmp / "all-MiniLM-L6-v2.int8.onnx"
         t0 = time.perf_counter()
-        quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(onnx.graph_path), str(qpath), weight_type=QuantType.QInt8)
         notes["onnx_quantize_seconds"] = round(time.perf_counter() - t0, 2)
-        variants["onnxruntime int8 (dynamic quantisation)"] = OnnxEmbedder(
-            base, qpath, batch_size=prod
-        )
-    except ImportError as exc:
-        skipped["onnxruntime int8 (dynamic quantisation)"] = (
-            f"needs the 'onnx' package ({exc}); pip install onnx"
-        )
+        variants["onnxruntime int8 (dynamic quantisation)"] = Graph(onnx, qpath, prod)
     except Exception as exc:
         skipped["onnxruntime int8 (dynamic quantisation)"] = f"{type(exc).__name__}: {exc}"
     return variants, skipped, notes
@@ -372,8 +320,7 @@ def build_variants(base: Any, tmp: Path) -> tuple[dict[str, Any], dict[str, str]
 def padding_share(base: Any, texts: list[str], batch_size: int, sort: bool) -> float:
     """Share of the word pieces fed to the model that are padding."""
     lengths = [
-        len(ids)
-        for ids in base.model.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+        len(ids) for ids in base.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
     ]
     if sort:
         lengths.sort(reverse=True)
@@ -383,6 +330,29 @@ def padding_share(base: Any, texts: list[str], batch_size: int, sort: bool) -> f
         for s in range(0, len(lengths), batch_size)
     )
     return round(1 - real / padded, 4)
+
+
+def sample_questions(queries: Path, n: int) -> list[str]:
+    """Real questions (MultiHop-RAG), as the service embeds them: one at a time."""
+    out = []
+    for line in queries.read_text("utf-8").splitlines():
+        if line.strip():
+            out.append(json.loads(line)["query"])
+        if len(out) >= n:
+            break
+    return out
+
+
+def per_question_ms(variants: dict[str, Any], questions: list[str], repeats: int) -> dict:
+    """Median milliseconds to embed one question, each variant in turn per question."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for q in questions:
+            for name, v in variants.items():
+                t0 = time.perf_counter()
+                v.embed([q])
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: round(statistics.median(t), 2) for name, t in times.items()}
 
 
 def variants_experiment(
@@ -396,7 +366,8 @@ def variants_experiment(
 ) -> dict[str, Any]:
     base = embedder()
     texts = sample_chunks(multinews, sample)
-    tokens = [len(ids) for ids in base.model.tokenizer(texts)["input_ids"]]
+    questions = sample_questions(queries, 40)
+    tokens = [len(ids) for ids in base.tokenizer(texts)["input_ids"]]
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         variants, skipped, notes = build_variants(base, Path(tmp))
         production = production_name(base)
@@ -412,6 +383,7 @@ def variants_experiment(
                 vectors[name] = v.embed(texts)
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
+        question_ms = per_question_ms(variants, questions, repeats)
         base_rate = len(texts) / statistics.median(times[production])
         base_cpu_rate = len(texts) / statistics.median(cpu[production])
         rows: dict[str, dict[str, Any]] = {}
@@ -424,6 +396,7 @@ def variants_experiment(
                 "ratio_to_production": round(rate / base_rate, 3),
                 "chunks_per_cpu_s_median": round(cpu_rate, 2),
                 "cpu_ratio_to_production": round(cpu_rate / base_cpu_rate, 3),
+                "ms_per_question_median": question_ms[name],
                 "seconds_all": [round(t, 3) for t in times[name]],
                 "cpu_seconds_all": [round(t, 3) for t in cpu[name]],
                 "max_abs_diff_vs_production": float(np.abs(vectors[name] - ref).max()),
@@ -452,6 +425,7 @@ def variants_experiment(
     return {
         "sample_chunks": len(texts),
         "sample_word_pieces_median": statistics.median(tokens),
+        "sample_questions": len(questions),
         "repeats": repeats,
         "padding_share_production_batch": {
             "unsorted": padding_share(base, texts, base.batch_size, sort=False),
@@ -462,19 +436,23 @@ def variants_experiment(
         "notes": notes
         | {
             "sentence_transformers_sorts": (
-                "SentenceTransformer.encode already sorts each call's texts by length, so the "
-                "production path (and every 'torch, batch N' row) is length-sorted"
+                "SentenceTransformer.encode sorts each call's texts by length, and so does "
+                "the ONNX path, so every 'batch N' row is length-sorted"
             ),
             "quality_check": (
                 "benchmark 1 hits@4 for production and for each variant >5% faster (wall or "
                 "CPU) whose vectors differ from production by more than 1e-5; the others "
                 "compute the same vectors, so the same rankings"
             ),
+            "per_question": (
+                "ms_per_question_median: one MultiHop-RAG question per call, as the service "
+                "embeds a question; this is what /v1/ask waits for"
+            ),
             "optimum": (
                 "sentence-transformers' backend='onnx' needs optimum-onnx, whose releases "
                 "require transformers<4.58, while sentence-transformers 6 requires "
-                "transformers>=5: not installable together, so the export is done with "
-                "torch.onnx (TorchScript exporter) and run with onnxruntime directly"
+                "transformers>=5: not installable together, so vectorstore/onnx_export.py "
+                "exports with torch.onnx (TorchScript exporter) and runs onnxruntime directly"
             ),
         },
     }
@@ -543,6 +521,7 @@ def render(result: dict[str, Any]) -> str:
                 v["chunks_per_s_median"],
                 v["ratio_to_production"],
                 v["cpu_ratio_to_production"],
+                v["ms_per_question_median"],
                 v["min_cosine_vs_production"],
                 v.get("retrieval_hybrid_hits@4", ""),
                 v.get("retrieval_dense_hits@4", ""),
@@ -558,6 +537,7 @@ def render(result: dict[str, Any]) -> str:
                     "chunks/s",
                     "x production (wall)",
                     "x production (CPU)",
+                    "ms per question",
                     "min cos",
                     "hybrid hits@4",
                     "dense hits@4",

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # bench/ingestion.py: batch 8 embedded ~1.15x faster than 32 here, identical vectors.
     embedding_batch_size: int = 8
     embedding_threads: int = 1
+    # onnx: ~2.3x faster per question than torch with the same vectors
+    # (bench/results/ingestion.json); torch stays selectable.
+    embedding_backend: Literal["onnx", "torch"] = "onnx"
+    # Where the ONNX export of the model is kept; default: <data_dir>/models.
+    model_dir: Path | None = None
 
     # Chunking: cl100k tokens. all-MiniLM-L6-v2 reads 256 word pieces; word pieces run
     # up to ~1.3x cl100k tokens on news text, so 180 keeps every chunk whole.
@@ -96,6 +101,10 @@ class Settings(BaseSettings):
     @property
     def keyword_dir(self) -> Path:
         return self.data_dir / "keyword"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
 
 
 def get_settings() -> Settings:

@@ -79,11 +79,17 @@ def newsdesk(make_newsdesk: Callable[..., Newsdesk]) -> Newsdesk:
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> object:
-    """The packaged all-MiniLM-L6-v2; loaded once for the whole run."""
+def real_embedder(real_model_cache: Path) -> object:
+    """The packaged all-MiniLM-L6-v2 on the production backend; loaded once for the run."""
     from vectorstore.embed import LocalEmbedder
 
-    return LocalEmbedder()
+    return LocalEmbedder(cache_dir=real_model_cache)
+
+
+@pytest.fixture(scope="session")
+def real_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's ONNX export of the model lives (exported once, ~10 s)."""
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="session")
