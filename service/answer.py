@@ -153,7 +153,7 @@ class AnswerService:
 
     def _context_budget(self, question: str) -> int:
         prompt = load_prompt("answer")
-        fixed = count_tokens(prompt.system) + count_tokens(prompt.user) + count_tokens(question)
+        fixed = prompt.template_tokens + count_tokens(question)
         budget = self.settings.llm_context_window - self.settings.llm_max_output_tokens - fixed
         return max(200, budget - 50)
 

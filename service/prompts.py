@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from string import Template
+
+from vectorstore.chunk import count_tokens
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 _FRONT = re.compile(r"\A---\n(?P<meta>.*?)\n---\n", re.DOTALL)
@@ -28,6 +30,11 @@ class Prompt:
         """System and user messages; a missing placeholder value is a bug, so it raises."""
         strings = {k: str(v) for k, v in values.items()}
         return Template(self.system).substitute(strings), Template(self.user).substitute(strings)
+
+    @cached_property
+    def template_tokens(self) -> int:
+        """Tokens of both templates, placeholders included; counted once per prompt."""
+        return count_tokens(self.system) + count_tokens(self.user)
 
 
 @cache
