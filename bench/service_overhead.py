@@ -353,7 +353,7 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-REQUESTS = {1: 60, 8: 120, 32: 240}
+REQUESTS = {1: 150, 8: 120, 32: 240}
 
 
 def write(results: dict, path: Path) -> None:
