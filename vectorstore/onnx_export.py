@@ -1,10 +1,10 @@
 """all-MiniLM-L6-v2 as an ONNX graph, exported once from the packaged weights and cached.
 
 Why: on this CPU, ONNX Runtime embeds a one-sentence question in ~11 ms where the torch
-model takes ~25 ms (bench/results/ingestion.json, "query embedding"); batches of chunks
-run at the same speed. The graph computes the same vectors (mean pooling and unit
-normalisation are inside it), and every export is checked against sentence-transformers
-before it is used.
+model takes ~25 ms (26 vs 44 ms for long questions: bench/results/ingestion.json,
+"ms_per_question_median"); batches of chunks run at the same speed. The graph computes
+the same vectors (mean pooling and unit normalisation are inside it), and every export is
+checked against sentence-transformers before it is used.
 
 The export runs locally from the wheel's safetensors (torch.onnx, no download) and takes a
 few seconds, so it happens on first use and the file is kept under the cache folder,
