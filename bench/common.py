@@ -13,10 +13,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_EVAL = ROOT.parent / "shared" / "eval"
+# The evaluation files sit beside the repository (../shared/eval) in this workplace; a
+# clone elsewhere points NEWSDESK_BENCH_DATA at its copy.
+SHARED_EVAL = Path(os.environ.get("NEWSDESK_BENCH_DATA") or ROOT.parent / "shared" / "eval")
 RESULTS = ROOT / "bench" / "results"
 
 _EMBEDDER: Any = None
+
+
+def require_files(*paths: Path) -> None:
+    """Stop with one readable line, before any work, when a data file is missing."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(
+            f"benchmark data not found: {', '.join(missing)} (pass the file, or set "
+            "NEWSDESK_BENCH_DATA to the folder with multihop_*.jsonl and multinews_dev.jsonl)"
+        )
 
 
 def quiet() -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, SHARED_EVAL, embedder, emit, quiet, rel, table
+from bench.common import ROOT, SHARED_EVAL, embedder, emit, quiet, rel, require_files, table
 
 
 def production_name(base: Any) -> str:
@@ -583,6 +583,7 @@ def main(
     if args.worker:
         print(json.dumps(worker(args.paths, args.repeats)))
         return {}
+    require_files(args.multinews, *([args.corpus, args.queries] if args.quality else []))
     if emb is not None:
         import bench.common
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from bench.common import SHARED_EVAL, embedder, emit, quiet, rel, table
+from bench.common import SHARED_EVAL, embedder, emit, quiet, rel, require_files, table
 
 TARGET_HITS4 = 0.80
 
@@ -185,6 +185,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, emb: Any | None = None) -> dict[str, Any]:
     quiet()
     args = parse(argv)
+    require_files(args.corpus, args.queries)
     result = run(args.corpus, args.queries, emb)
     kwargs = {"out_dir": args.out_dir} if args.out_dir else {}
     emit("retrieval", result, render(result), **kwargs)

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import ingestion, retrieval, service_overhead, summaries
-from bench.common import RESULTS, ROOT, SHARED_EVAL, embedder, quiet, rel, table
+from bench.common import (
+    RESULTS,
+    ROOT,
+    SHARED_EVAL,
+    embedder,
+    quiet,
+    rel,
+    require_files,
+    table,
+)
 
 
 def production_backend(ing: dict[str, Any]) -> str:
@@ -170,6 +179,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     quiet()
     args = parse(argv)
+    require_files(args.corpus, args.queries, args.multinews)
     started = time.perf_counter()
     emb = embedder()
     seconds: dict[str, float] = {}

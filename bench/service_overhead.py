@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import psutil
 
+from bench.common import SHARED_EVAL, require_files
 from bench.stub_llm import StubLLM
 from service.context import Newsdesk
 from service.settings import Settings
@@ -373,12 +374,13 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         type=Path,
-        default=ROOT.parent / "shared" / "eval" / "multihop_corpus.jsonl",
+        default=SHARED_EVAL / "multihop_corpus.jsonl",
         help="JSONL with a 'text' field, used only for filler vocabulary",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--out", type=Path, default=RESULTS / "service_overhead.json")
     args = parser.parse_args()
+    require_files(args.corpus)
     results = run(args.corpus, args.sizes, REQUESTS)
     write(results, args.out)
     print(json.dumps(results, indent=2))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import SHARED_EVAL, embedder, emit, quiet, rel, table
+from bench.common import SHARED_EVAL, embedder, emit, quiet, rel, require_files, table
 
 # Fabbri et al., ACL 2019, Table 4: Hi-MAP on the full Multi-News test set (5,622 clusters).
 HI_MAP = {"rouge1": 43.47, "rouge2": 14.89, "source": "Hi-MAP (Fabbri et al., ACL 2019)"}
@@ -316,6 +316,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, emb: Any | None = None) -> dict[str, Any]:
     quiet()
     args = parse(argv)
+    require_files(args.data)
     result = run(args.data, args.limit, emb)
     kwargs = {"out_dir": args.out_dir} if args.out_dir else {}
     emit("summaries", result, render(result), **kwargs)
