@@ -14,6 +14,7 @@ from service.extractive import (
     pick_answer_sentences,
     rank_for_question,
 )
+from service.fallback import llm_or_extractive
 from service.llm import LLMError
 from service.models import Answer, Usage
 from service.passages import (
@@ -132,22 +133,17 @@ class AnswerService:
         budget = self._context_budget(standalone)
         passages = passages_from_hits(hits, articles, budget)
 
-        llm = self.nd.llm
-        fallback_reason = None
-        if llm is not None:
-            try:
-                result = self._llm_answer(standalone, passages)
-                result.usage = add_usage(usage, result.usage)
-                result.standalone_question = standalone if standalone != q.text else None
-                return result
-            except LLMError as exc:
-                if self.settings.llm_fallback != "extractive":
-                    raise
-                log.warning("LLM failed (%s); answering with the extractive engine", exc.code)
-                fallback_reason = f"{exc.code}: {exc}"
-        result = self._extractive_answer(q.text, context, passages)
-        result.usage = usage
-        result.fallback_reason = fallback_reason
+        def with_llm() -> Answer:
+            answer = self._llm_answer(standalone, passages)
+            answer.usage = add_usage(usage, answer.usage)
+            return answer
+
+        def extractive() -> Answer:
+            answer = self._extractive_answer(q.text, context, passages)
+            answer.usage = usage
+            return answer
+
+        result = llm_or_extractive(self.nd, with_llm, extractive, "answering")
         result.standalone_question = standalone if standalone != q.text else None
         return result
 

@@ -3,7 +3,6 @@ where sources differ, open questions, sources. JSON and Markdown."""
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from service.extractive import (
     is_prose,
     select_balanced,
 )
-from service.llm import LLMError
+from service.fallback import llm_or_extractive
 from service.models import (
     Briefing,
     BriefingSource,
@@ -41,8 +40,6 @@ from service.summarize import (
 )
 from service.verify import CitationLedger
 from vectorstore.store import ArticleFilter, StoredArticle
-
-log = logging.getLogger(__name__)
 
 BRIEF_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -104,18 +101,12 @@ class BriefingService:
             articles += [a for a in undated if a.published_at is None and a.id not in known]
         if not articles:
             raise NothingToSummarize("no stored article matches the topic")
-        fallback_reason = None
-        if self.nd.llm is not None:
-            try:
-                return self._llm_brief(articles, req)
-            except LLMError as exc:
-                if self.nd.settings.llm_fallback != "extractive":
-                    raise
-                log.warning("LLM failed (%s); briefing extractively", exc.code)
-                fallback_reason = f"{exc.code}: {exc}"
-        briefing = self._extractive_brief(articles, req)
-        briefing.fallback_reason = fallback_reason
-        return briefing
+        return llm_or_extractive(
+            self.nd,
+            lambda: self._llm_brief(articles, req),
+            lambda: self._extractive_brief(articles, req),
+            "briefing",
+        )
 
     def _sources(self, articles: list[StoredArticle]) -> list[BriefingSource]:
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from service.extractive import (
     is_prose,
     select_balanced,
 )
-from service.llm import LLMError
+from service.fallback import llm_or_extractive
 from service.models import Difference, Point, Summary, Usage
 from service.neutrality import attributed_quote
 from service.passages import Passage, fit_to_window, new_nonce, render_passages
@@ -27,8 +26,6 @@ from service.prompts import load_prompt
 from service.verify import CLAIMS_SCHEMA, CitationLedger
 from vectorstore.chunk import count_tokens
 from vectorstore.store import ArticleFilter, StoredArticle
-
-log = logging.getLogger(__name__)
 
 POINTS_SCHEMA = CLAIMS_SCHEMA
 DIFFERENCES_SCHEMA: dict[str, Any] = {
@@ -122,18 +119,12 @@ class SummaryService:
         articles = self.select_articles(req.topic, req.article_ids, req.filters)
         if not articles:
             raise NothingToSummarize("no stored article matches the request")
-        fallback_reason = None
-        if self.nd.llm is not None:
-            try:
-                return self._llm_summary(articles, req)
-            except LLMError as exc:
-                if self.nd.settings.llm_fallback != "extractive":
-                    raise
-                log.warning("LLM failed (%s); summarising extractively", exc.code)
-                fallback_reason = f"{exc.code}: {exc}"
-        summary = self.extractive_summary(articles, req.topic, req.max_words, req.max_points)
-        summary.fallback_reason = fallback_reason
-        return summary
+        return llm_or_extractive(
+            self.nd,
+            lambda: self._llm_summary(articles, req),
+            lambda: self.extractive_summary(articles, req.topic, req.max_words, req.max_points),
+            "summarising",
+        )
 
     # ---- extractive -----------------------------------------------------------------
 
