@@ -10,6 +10,7 @@ chunks behind, which ``repair`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import uuid
@@ -137,32 +138,32 @@ def _unavailable(exc: Exception) -> bool:
     return any(w in text for w in ("could not connect", "connection refused", "connect error"))
 
 
+@contextlib.contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        if _unavailable(exc):
+            raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
+        raise
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
         def gen_wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
-            try:
+            with _unavailable_as_store_error():
                 yield from method(self, *args, **kwargs)
-            except StoreError:
-                raise
-            except Exception as exc:
-                if _unavailable(exc):
-                    raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
-                raise
 
         return gen_wrapper
 
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _unavailable_as_store_error():
             return method(self, *args, **kwargs)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
-            raise
 
     return wrapper
 
