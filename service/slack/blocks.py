@@ -267,6 +267,19 @@ def _balance_text(balance: Sequence[SourceShare]) -> str:
     return ":scales: Share of citations: " + " · ".join(shares)
 
 
+def _multi_source_footer(
+    result: Summary | Briefing, public_url: str | None, llm_model: str | None
+) -> list[Block]:
+    """Share of citations per source, the sources with short quotes, and the engine."""
+    blocks: list[Block] = []
+    if result.balance:
+        blocks.append(context(_balance_text(result.balance)))
+    blocks += sources_blocks(result.citations, public_url, SHORT_QUOTE_CHARS)
+    verified = result.citations_verified
+    blocks.append(context(engine_text(result.engine, result.fallback_reason, verified, llm_model)))
+    return blocks
+
+
 def summary_blocks(
     summary: Summary, *, public_url: str | None = None, llm_model: str | None = None
 ) -> list[Block]:
@@ -281,17 +294,7 @@ def summary_blocks(
     lines += [_bullet(p) for p in summary.points]
     blocks = sections(lines)
     blocks += sections(_difference_lines(summary.differences))
-    if summary.balance:
-        blocks.append(context(_balance_text(summary.balance)))
-    blocks += sources_blocks(summary.citations, public_url, SHORT_QUOTE_CHARS)
-    blocks.append(
-        context(
-            engine_text(
-                summary.engine, summary.fallback_reason, summary.citations_verified, llm_model
-            )
-        )
-    )
-    return blocks
+    return blocks + _multi_source_footer(summary, public_url, llm_model)
 
 
 def summary_text(summary: Summary) -> str:
@@ -333,17 +336,7 @@ def briefing_blocks(
             ["*Open questions / what to watch*", *(_bullet(p) for p in briefing.open_questions)]
         )
     blocks = [b for lines in groups for b in sections(lines)]
-    if briefing.balance:
-        blocks.append(context(_balance_text(briefing.balance)))
-    blocks += sources_blocks(briefing.citations, public_url, SHORT_QUOTE_CHARS)
-    blocks.append(
-        context(
-            engine_text(
-                briefing.engine, briefing.fallback_reason, briefing.citations_verified, llm_model
-            )
-        )
-    )
-    return blocks
+    return blocks + _multi_source_footer(briefing, public_url, llm_model)
 
 
 def briefing_text(briefing: Briefing) -> str:
