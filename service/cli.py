@@ -6,10 +6,12 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -17,6 +19,8 @@ from service.context import Newsdesk
 from service.settings import Settings
 from vectorstore.ingest import expand_paths, read_paths
 from vectorstore.store import ArticleFilter, StoreError
+
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(help="Cited news answers, summaries and briefings.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
@@ -57,6 +61,14 @@ def _print_json(data: Any) -> None:
 def _print_text(text: str) -> None:
     # Plain write: rich would hard-wrap long quotes at 80 columns when piped.
     sys.stdout.write(text + "\n")
+
+
+def _print_result(result: M, markdown: Callable[[M], str], as_json: bool) -> None:
+    """An answer, summary or briefing: its JSON shape, or Markdown for people."""
+    if as_json:
+        _print_json(result.model_dump())
+    else:
+        _print_text(markdown(result))
 
 
 def _progress(disable: bool) -> Progress:
@@ -272,10 +284,7 @@ def ask(
     result = _engine_errors(
         lambda: AnswerService(newsdesk).answer(Question(question, filters=filters, top_k=top_k))
     )
-    if as_json:
-        _print_json(result.model_dump())
-    else:
-        _print_text(answer_markdown(result))
+    _print_result(result, answer_markdown, as_json)
 
 
 @app.command()
@@ -294,10 +303,7 @@ def summarize(
     newsdesk = _newsdesk()
     req = SummaryRequest(topic=topic, article_ids=article_ids, max_words=max_words)
     result = _engine_errors(lambda: SummaryService(newsdesk).summarize(req))
-    if as_json:
-        _print_json(result.model_dump())
-    else:
-        _print_text(summary_markdown(result))
+    _print_result(result, summary_markdown, as_json)
 
 
 @app.command()
@@ -319,10 +325,7 @@ def brief(
     newsdesk = _newsdesk()
     req = BriefRequest(topic=topic, as_of=normalize_published_at(as_of), audience=audience)
     result = _engine_errors(lambda: BriefingService(newsdesk).brief(req))
-    if as_json:
-        _print_json(result.model_dump())
-    else:
-        _print_text(briefing_markdown(result))
+    _print_result(result, briefing_markdown, as_json)
 
 
 @app.command()
