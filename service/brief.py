@@ -120,6 +120,25 @@ class BriefingService:
             for a in articles
         ]
 
+    def _briefing(
+        self,
+        req: BriefRequest,
+        articles: list[StoredArticle],
+        ledger: CitationLedger,
+        **parts: Any,
+    ) -> Briefing:
+        """What both engines' briefings share: the request, sources and citation record."""
+        return Briefing(
+            topic=req.topic,
+            as_of=req.as_of,
+            audience=req.audience,
+            sources=self._sources(articles),
+            citations=ledger.citations,
+            balance=ledger.balance(),
+            citations_verified=ledger.verified,
+            **parts,
+        )
+
     def _extractive_brief(self, articles: list[StoredArticle], req: BriefRequest) -> Briefing:
         sentences = [
             s
@@ -190,21 +209,17 @@ class BriefingService:
         open_ids = pick([i for i in everything if is_open_question(sentences[i].text)], 3, 120)
         open_questions = [point(i) for i in open_ids]
 
-        return Briefing(
+        return self._briefing(
+            req,
+            articles,
+            ledger,
             title=f"Briefing: {req.topic}",
-            topic=req.topic,
-            as_of=req.as_of,
-            audience=req.audience,
             engine="extractive",
             bottom_line=bottom,
             developments=developments,
             perspectives=perspectives,
             differences=differences,
             open_questions=open_questions,
-            sources=self._sources(articles),
-            citations=ledger.citations,
-            balance=ledger.balance(),
-            citations_verified=ledger.verified,
             refused=not bottom,
         )
 
@@ -259,22 +274,18 @@ class BriefingService:
         differences = ledger.differences(data.get("differences"))
         open_questions = ledger.points(data.get("open_questions"))
         title = str(data.get("title") or "").strip() or f"Briefing: {req.topic}"
-        return Briefing(
+        return self._briefing(
+            req,
+            articles,
+            ledger,
             title=title,
-            topic=req.topic,
-            as_of=req.as_of,
-            audience=req.audience,
             engine="llm",
             bottom_line=bottom,
             developments=developments,
             perspectives=perspectives,
             differences=differences,
             open_questions=open_questions,
-            sources=self._sources(articles),
-            citations=ledger.citations,
-            balance=ledger.balance(),
             usage=result.usage,
-            citations_verified=ledger.verified,
             citations_rejected=ledger.rejected,
             claims_dropped=ledger.claims_dropped,
             refused=not (bottom or developments),
