@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -19,6 +20,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from service.context import Newsdesk  # noqa: E402
 from service.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -76,6 +80,27 @@ def make_newsdesk(settings: Settings) -> Callable[..., Newsdesk]:
 @pytest.fixture
 def newsdesk(make_newsdesk: Callable[..., Newsdesk]) -> Newsdesk:
     return make_newsdesk()
+
+
+@pytest.fixture
+def nd(settings: Settings) -> Newsdesk:
+    """The seeds ingested with the hashing embedder: a fast store for API-level tests."""
+    from vectorstore.ingest import read_paths
+
+    newsdesk = Newsdesk(settings, embedder=HashingEmbedder())  # type: ignore[arg-type]
+    newsdesk.indexer.index(read_paths([SEEDS]))
+    return newsdesk
+
+
+@pytest.fixture
+def client(nd: Newsdesk) -> Iterator[TestClient]:
+    """The HTTP API over ``nd``; server errors come back as responses, as in production."""
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    with TestClient(create_app(newsdesk=nd), raise_server_exceptions=False) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

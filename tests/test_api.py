@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -21,19 +20,6 @@ from vectorstore.ingest import read_paths
 from vectorstore.store import ChromaStore, StoreUnavailable
 
 QUESTION = "How many individuals were fleeing their homes?"
-
-
-@pytest.fixture
-def nd(settings) -> Newsdesk:  # type: ignore[no-untyped-def]
-    newsdesk = Newsdesk(settings, embedder=HashingEmbedder())
-    newsdesk.indexer.index(read_paths([SEEDS]))
-    return newsdesk
-
-
-@pytest.fixture
-def client(nd: Newsdesk) -> Iterator[TestClient]:
-    with TestClient(create_app(newsdesk=nd), raise_server_exceptions=False) as c:
-        yield c
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:

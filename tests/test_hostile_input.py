@@ -24,19 +24,6 @@ from tests.llm_mock import BASE_URL, CHAT_URL, completion
 from vectorstore.ingest import read_paths
 
 
-@pytest.fixture
-def nd(settings: Settings) -> Newsdesk:
-    newsdesk = Newsdesk(settings, embedder=HashingEmbedder())
-    newsdesk.indexer.index(read_paths([SEEDS]))
-    return newsdesk
-
-
-@pytest.fixture
-def client(nd: Newsdesk) -> Iterator[TestClient]:
-    with TestClient(create_app(newsdesk=nd), raise_server_exceptions=False) as c:
-        yield c
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One seeded app for the many limit tests, which must not change what's stored."""
