@@ -14,6 +14,7 @@ keyed by the weights' hash and the torch version that wrote it.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import tempfile
@@ -49,9 +50,8 @@ def weights_key(model_dir: Path) -> str:
 
 
 def cached_graph_path(model_dir: Path, cache_dir: Path) -> Path:
-    import torch
-
-    version = torch.__version__.split("+")[0]
+    # The installed version, read without importing torch just to name a file.
+    version = importlib.metadata.version("torch").split("+")[0]
     return cache_dir / f"all-MiniLM-L6-v2-{weights_key(model_dir)}-t{version}-g{GRAPH_VERSION}.onnx"
 
 
