@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.context import Newsdesk
+from service.remote_ingest import RemoteIngestError, ingest_through_api
 from service.settings import Settings
 from vectorstore.ingest import expand_paths, read_paths
 from vectorstore.store import ArticleFilter, StoreError
@@ -50,7 +51,8 @@ def _newsdesk() -> Newsdesk:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # soft_wrap: one readable line, however narrow the terminal.
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -87,9 +89,19 @@ def _progress(disable: bool) -> Progress:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
     as_json: JsonFlag = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            help="Send the files to this running Newsdesk server (e.g. http://127.0.0.1:8000) "
+            "instead of opening the store: the way to ingest next to `newsdesk serve`.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="NEWSDESK_API_KEY", help="Bearer key for --api.")
+    ] = None,
 ) -> None:
     """Add or update articles from .txt, .md, .html, .json and .jsonl files."""
-    newsdesk = _newsdesk()
     files = [p for p in expand_paths(paths) if isinstance(p, Path)]
     try:
         with _progress(as_json) as progress:
@@ -103,9 +115,13 @@ def ingest(
                     done_files.add(name)
                     progress.update(task, completed=len(done_files))
 
-            report = newsdesk.indexer.index(read_paths(paths), on_item=advance)
-        newsdesk.keyword.ensure_current(force=True)
-    except StoreError as exc:
+            if api:
+                report = ingest_through_api(api, paths, api_key=api_key, on_file=advance)
+            else:
+                newsdesk = _newsdesk()
+                report = newsdesk.indexer.index(read_paths(paths), on_item=advance)
+                newsdesk.keyword.ensure_current(force=True)
+    except (StoreError, RemoteIngestError) as exc:
         _fail(str(exc))
         return
     if as_json:

@@ -21,6 +21,19 @@ class Settings(BaseSettings):
     chroma_host: str | None = None
     chroma_port: int = 8000
     collection_prefix: str = "newsdesk"
+    # Chunks that no article record refers to are either a crash's leftovers or another
+    # writer's work in flight (written before its record switch). Repair only removes
+    # those older than this, and a writer refuses to switch a record to chunks older than
+    # half of it, so repair can never delete chunks that are about to become visible.
+    # 0 turns the lease off: safe only with a single writer.
+    repair_lease_seconds: float = 900.0
+    # Repair scans every chunk's metadata, so it runs on the first write of a process and
+    # then at most this often, not on every ingest.
+    repair_interval_seconds: float = 300.0
+    # Writes to the embedded store stop, with a clear error, while less than this much
+    # disk (plus the write's own estimated size) is free: on a full disk Chroma can block
+    # inside a write while holding the GIL, which freezes the whole process.
+    min_free_disk_mb: int = 64
 
     # Embeddings
     embedding_provider: Literal["local", "openai"] = "local"

@@ -391,7 +391,11 @@ ZYGOTE = textwrap.dedent(
     from vectorstore.ingest import read_paths
 
     def ingest(folder, data):
-        s = Settings(_env_file=None, data_dir=Path(data), chroma_host=None, llm_base_url=None)
+        # One writer at a time here, so no lease: the next run repairs a kill at once.
+        s = Settings(
+            _env_file=None, data_dir=Path(data), chroma_host=None, llm_base_url=None,
+            repair_lease_seconds=0, repair_interval_seconds=0,
+        )
         nd = Newsdesk(s, embedder=HashingEmbedder())
         # Small batches: many write points for a kill to land on.
         nd.indexer.batch_chunks = 16
@@ -548,7 +552,8 @@ def _assert_consistent(store: ChromaStore, keyword_dir: Path, expected: dict[str
     article_ids = [aid for aid, _ in store.iter_article_meta()]
     assert len(article_ids) == len(set(article_ids)) == len(expected)
     versions = store.article_versions()
-    assert versions == {aid: h[:16] for aid, h in expected.items()}
+    hashes = {aid: meta["content_hash"] for aid, meta in store.iter_article_meta()}
+    assert hashes == expected
 
     chunk_meta = list(store.iter_chunk_meta())
     ids = [cid for cid, _ in chunk_meta]
@@ -619,7 +624,7 @@ def test_ingestion_dying_between_any_two_writes_is_repaired(
     make_newsdesk: Callable[..., Newsdesk], tmp_path: Path
 ) -> None:
     """Deterministic companion of the SIGKILL test: die at every write call in turn."""
-    nd = make_newsdesk()
+    nd = make_newsdesk(repair_lease_seconds=0.0, repair_interval_seconds=0.0)
     nd.indexer.batch_chunks = 6
     if hasattr(nd.indexer, "batch_articles"):
         nd.indexer.batch_articles = 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from service.context import Newsdesk
 from tests.conftest import SEEDS
 from vectorstore.ingest import make_article, read_paths
-from vectorstore.store import ChromaStore, EmbeddingModelMismatch
+from vectorstore.store import ChromaStore, EmbeddingModelMismatch, StoreWriteTooSlow
 
 
 def _visible_chunks(nd: Newsdesk, article_id: str) -> list[str]:
@@ -51,20 +53,28 @@ def test_changed_text_for_same_id_replaces_all_old_chunks(newsdesk: Newsdesk) ->
     assert newsdesk.store.get_article("story").text == "Brand new text about elections."
 
 
-def test_crash_between_chunks_and_record_shows_old_version_then_repairs(
-    newsdesk: Newsdesk, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    newsdesk.indexer.index([make_article("Version one text.", article_id="s")])
+def _crash_on_article_record(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The next write dies after its chunks, before its article record switches."""
     real_upsert = ChromaStore._upsert
     calls = {"n": 0}
 
-    def crash_on_article_record(self, collection, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def crash(self, collection, *args, **kwargs):  # type: ignore[no-untyped-def]
         if collection is self.articles:
             raise KeyboardInterrupt("killed")
         calls["n"] += 1
         return real_upsert(self, collection, *args, **kwargs)
 
-    monkeypatch.setattr(ChromaStore, "_upsert", crash_on_article_record)
+    monkeypatch.setattr(ChromaStore, "_upsert", crash)
+    return calls
+
+
+def test_crash_between_chunks_and_record_shows_old_version_then_repairs(
+    make_newsdesk: Callable[..., Newsdesk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No lease: the crashed writer's chunks count as leftovers at once.
+    newsdesk = make_newsdesk(repair_lease_seconds=0.0, repair_interval_seconds=0.0)
+    newsdesk.indexer.index([make_article("Version one text.", article_id="s")])
+    calls = _crash_on_article_record(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         newsdesk.indexer.index([make_article("Version two text.", article_id="s")])
     monkeypatch.undo()
@@ -77,6 +87,86 @@ def test_crash_between_chunks_and_record_shows_old_version_then_repairs(
     assert report.repaired_chunks == 1 and report.updated == 1
     assert _visible_chunks(newsdesk, "s") == ["Version two text."]
     assert newsdesk.store.count_chunks() == 1
+
+
+def test_repair_leaves_chunks_younger_than_the_lease_to_their_writer(
+    make_newsdesk: Callable[..., Newsdesk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unreferenced chunks may be another writer's work in flight: repair waits out the
+    lease before it calls them leftovers."""
+    newsdesk = make_newsdesk(repair_lease_seconds=3600.0, repair_interval_seconds=0.0)
+    _crash_on_article_record(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        newsdesk.indexer.index([make_article("In flight elsewhere.", article_id="f")])
+    monkeypatch.undo()
+    assert newsdesk.store.repair() == 0
+    assert newsdesk.store.count_chunks() == 1
+    # An hour later they are a dead writer's leftovers.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3601.0)
+    assert newsdesk.store.repair() == 1
+    assert newsdesk.store.count_chunks() == 0
+
+
+def test_a_writer_slower_than_half_the_lease_does_not_switch(
+    make_newsdesk: Callable[..., Newsdesk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repair may already be deleting chunks that old, so the record must not point at
+    them: the write fails (nothing acknowledged) and the old text stays visible."""
+    newsdesk = make_newsdesk(repair_lease_seconds=10.0)
+    newsdesk.indexer.index([make_article("Old text stays.", article_id="slow")])
+    real_upsert = ChromaStore._upsert
+    real_time = time.time
+    skew = {"s": 0.0}
+
+    def slow_chunks(self, collection, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_upsert(self, collection, *args, **kwargs)
+        if collection is self.chunks:
+            skew["s"] = 6.0  # the chunk upsert "took" six seconds
+        return result
+
+    monkeypatch.setattr(ChromaStore, "_upsert", slow_chunks)
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew["s"])
+    with pytest.raises(StoreWriteTooSlow):
+        newsdesk.indexer.index([make_article("New text never shown.", article_id="slow")])
+    monkeypatch.undo()
+    assert _visible_chunks(newsdesk, "slow") == ["Old text stays."]
+
+
+def test_same_text_with_missing_chunks_is_rewritten_not_reported_unchanged(
+    newsdesk: Newsdesk,
+) -> None:
+    """A store damaged by the old repair (record present, chunks gone) heals on re-ingest."""
+    article = make_article("Sentence one is here. " * 150, article_id="hurt")
+    newsdesk.indexer.index([article])
+    total = newsdesk.store.count_chunks()
+    assert total > 1
+    newsdesk.store.chunks.delete(ids=newsdesk.store.chunk_ids(["hurt"])[:1])
+    report = newsdesk.indexer.index([article])
+    assert report.unchanged == 0 and report.updated == 1
+    assert "rewritten" in report.warnings[0]["warning"]
+    assert newsdesk.store.count_chunks() == total
+    assert newsdesk.indexer.index([article]).unchanged == 1
+
+
+def test_delete_keeps_a_concurrent_writers_chunks_of_the_same_id(
+    newsdesk: Newsdesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delete removes the version it saw; a write of the same id that switches after it
+    shows up complete (last writer wins), never as a record without chunks."""
+    newsdesk.indexer.index([make_article("First text.", article_id="d")])
+    real_upsert = ChromaStore._upsert
+
+    def delete_between(self, collection, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if collection is self.articles:
+            assert self.delete_article("d") is True  # lands between chunks and record
+        return real_upsert(self, collection, *args, **kwargs)
+
+    monkeypatch.setattr(ChromaStore, "_upsert", delete_between)
+    newsdesk.indexer.index([make_article("Second text.", article_id="d")])
+    monkeypatch.undo()
+    assert _visible_chunks(newsdesk, "d") == ["Second text."]
+    assert newsdesk.store.get_article("d").chunks == 1
 
 
 def test_delete_removes_article_and_chunks(newsdesk: Newsdesk) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from vectorstore.chunk import Chunk, chunk_text
 from vectorstore.embed import Embedder
 from vectorstore.ingest import Article, Failure
-from vectorstore.store import ChromaStore
+from vectorstore.store import ChromaStore, record_version
 
 
 @dataclass
@@ -109,13 +109,30 @@ class Indexer:
                     report.updated += 1
             latest[article.id] = article
         existing = self.store.article_meta(list(latest))
+        same = [
+            a.id
+            for a in latest.values()
+            if existing.get(a.id, {}).get("content_hash") == a.content_hash
+        ]
+        counts = self.store.chunk_counts(same) if same else {}
         pending: list[tuple[Article, list[Chunk], bool]] = []
         pending_chunks = 0
         for article in latest.values():
             stored = existing.get(article.id)
             if stored and stored.get("content_hash") == article.content_hash:
-                report.unchanged += 1
-                continue
+                present = counts.get((article.id, record_version(stored)), 0)
+                if present == int(stored.get("chunks", 0)):
+                    report.unchanged += 1
+                    continue
+                # Same text but chunks missing (a store damaged before writers were made
+                # safe): write it again rather than answer "unchanged" forever.
+                report.warnings.append(
+                    {
+                        "origin": article.origin or article.id,
+                        "warning": f"stored copy had {present} of {stored.get('chunks')} "
+                        "chunks; rewritten",
+                    }
+                )
             chunks = chunk_text(article.id, article.text, self.max_tokens, self.overlap)
             pending.append((article, chunks, stored is not None))
             pending_chunks += len(chunks)

@@ -1,21 +1,37 @@
 """Chroma storage: an ``articles`` collection (canonical texts) and a ``chunks`` collection.
 
 Replacing an article's text is made atomic by versioning instead of transactions, which
-Chroma doesn't have: new chunks are written under the new content hash first, then the
-article record is switched to that hash in one upsert, then the old chunks are deleted.
-Readers only trust chunks whose version matches the article record, so at every moment
-an article is seen either wholly old or wholly new. A crash leaves only unreferenced
-chunks behind, which ``repair`` removes.
+Chroma doesn't have: new chunks are written under a fresh version token first, then the
+article record is switched to that token in one upsert, then the chunks of the version
+it replaced are deleted. Readers only trust chunks whose version matches the article
+record, so at every moment an article is seen either wholly old or wholly new.
+
+Any number of writers (threads, replicas on one Chroma server) can do this at once,
+because every write gets its own version token: a writer only ever deletes a version
+that it has just seen replaced, and a replaced version never becomes current again, so
+no writer can delete chunks another writer is about to make visible. A crash leaves
+only unreferenced chunks behind, which ``repair`` removes once they are older than the
+lease that bounds how long a live writer may take between its chunks and its switch.
+
+The embedded store (a local Chroma directory) belongs to one process at a time: Chroma's
+embedded mode does not see another process's writes, so a second process is refused
+with a clear error instead of silently serving stale or broken reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import inspect
+import os
+import shutil
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import chromadb
@@ -41,6 +57,18 @@ class EmbeddingModelMismatch(StoreError):
     """The collection was built with another embedding model; its vectors would be garbage."""
 
 
+class StoreLocked(StoreError):
+    """Another process has the embedded store open."""
+
+
+class StoreFull(StoreError):
+    """The disk under the store is (nearly) full; the write was refused, nothing was lost."""
+
+
+class StoreWriteTooSlow(StoreError):
+    """A write took longer than the repair lease; switching to its chunks is not safe."""
+
+
 @dataclass(frozen=True)
 class StoredArticle:
     id: str
@@ -53,10 +81,13 @@ class StoredArticle:
     published_at: str | None
     origin: str | None
     chunks: int
+    # The version token the article's chunks carry; None for records written before
+    # tokens existed, whose chunks carry the content hash prefix.
+    write_version: str | None = None
 
     @property
     def version(self) -> str:
-        return self.content_hash[:VERSION_CHARS]
+        return self.write_version or self.content_hash[:VERSION_CHARS]
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -147,6 +178,8 @@ def _unavailable_as_store_error() -> Iterator[None]:
     except Exception as exc:
         if _unavailable(exc):
             raise StoreUnavailable(f"the Chroma store is unreachable: {exc}") from exc
+        if _disk_full(exc):
+            raise StoreFull(f"the store's disk is full: {exc}") from exc
         raise
 
 
@@ -181,6 +214,53 @@ def chunk_id(article_id: str, version: str, index: int) -> str:
     return f"{article_id}#{version}#{index}"
 
 
+def new_version() -> str:
+    """A version token no other write will ever use (see the module docstring)."""
+    return uuid.uuid4().hex[:VERSION_CHARS]
+
+
+def record_version(meta: dict[str, Any]) -> str:
+    """The version an article record points its readers at."""
+    return meta.get("version") or meta["content_hash"][:VERSION_CHARS]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("no space left", "disk is full", "disk full", "quota exceeded"))
+
+
+# One lock per embedded data dir per process: several stores in one process share
+# Chroma's client (and its lock), another process is refused. Kept for the process's
+# life; the kernel drops it when the process dies, SIGKILL included.
+_held_locks: dict[str, tuple[int, int]] = {}
+
+
+def _lock_embedded_dir(directory: Path) -> None:
+    key = str(directory.resolve())
+    held = _held_locks.get(key)
+    if held and held[0] == os.getpid():
+        return
+    path = directory / "newsdesk.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise StoreLocked(
+            f"the embedded store in {directory} is in use by another process ({holder}). "
+            "Send articles through the running server (newsdesk ingest --api URL, or "
+            "POST /v1/articles), or run a Chroma server (NEWSDESK_CHROMA_HOST) that every "
+            "process shares."
+        ) from None
+    os.ftruncate(fd, 0)
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
+    os.pwrite(fd, f"pid {os.getpid()}, {command}".encode(), 0)
+    _held_locks[key] = (os.getpid(), fd)
+
+
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
     # Chroma metadata values can't be None; an absent key means "unknown".
     return {k: v for k, v in meta.items() if v is not None}
@@ -198,6 +278,7 @@ def _stored_article(article_id: str, text: str, meta: dict[str, Any]) -> StoredA
         published_at=meta.get("published_at"),
         origin=meta.get("origin"),
         chunks=int(meta.get("chunks", 0)),
+        write_version=meta.get("version"),
     )
 
 
@@ -230,9 +311,12 @@ class ChromaStore:
                 )
             else:
                 settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                _lock_embedded_dir(settings.chroma_dir)
                 self.client = chromadb.PersistentClient(
                     path=str(settings.chroma_dir), settings=chroma_settings
                 )
+        except StoreError:
+            raise
         except Exception as exc:  # chromadb raises bare ValueError/ConnectionError variants
             where = f"{settings.chroma_host}:{settings.chroma_port}"
             raise StoreUnavailable(f"cannot reach the Chroma server at {where}: {exc}") from exc
@@ -247,6 +331,7 @@ class ChromaStore:
             f"{settings.collection_prefix}-state", embedding_function=None
         )
         self.max_batch = max(1, min(self.client.get_max_batch_size(), 2000))
+        self._last_repair: float | None = None
 
     def _collection(self, name: str, meta: dict[str, Any]) -> Any:
         # No embedding function: vectors always come from our own embedder, and Chroma's
@@ -310,7 +395,26 @@ class ChromaStore:
 
     def article_versions(self) -> dict[str, str]:
         """Every article id with the version its chunks must carry."""
-        return {aid: meta["content_hash"][:VERSION_CHARS] for aid, meta in self.iter_article_meta()}
+        return {aid: record_version(meta) for aid, meta in self.iter_article_meta()}
+
+    def chunk_ids(self, article_ids: Sequence[str]) -> list[str]:
+        """The ids of every chunk of these articles, any version; no metadata is read."""
+        found: list[str] = []
+        ids = list(dict.fromkeys(article_ids))
+        for i in range(0, len(ids), self.max_batch):
+            got = self.chunks.get(
+                where={"article_id": {"$in": ids[i : i + self.max_batch]}}, include=[]
+            )
+            found += got["ids"]
+        return found
+
+    def chunk_counts(self, article_ids: Sequence[str]) -> dict[tuple[str, str], int]:
+        """How many chunks each (article, version) has."""
+        counts: dict[tuple[str, str], int] = {}
+        for cid in self.chunk_ids(article_ids):
+            aid, version, _ = cid.rsplit("#", 2)
+            counts[(aid, version)] = counts.get((aid, version), 0) + 1
+        return counts
 
     def count_articles(self) -> int:
         return self.articles.count()
@@ -321,12 +425,22 @@ class ChromaStore:
     # ---- writes ---------------------------------------------------------------------
 
     def write_articles(self, items: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]) -> None:
-        """Write new versions of articles: chunks first, then switch the records, then clean."""
+        """Write new versions of articles: chunks first, then switch the records, then clean.
+
+        Safe with any number of concurrent writers: see the module docstring."""
         if not items:
             return
+        self.ensure_disk_space(self._estimate_bytes(items))
+        started = time.time()
+        replaced = {
+            aid: record_version(meta)
+            for aid, meta in self.article_meta([a.id for a, _, _ in items]).items()
+            if meta.get("content_hash")
+        }
+        versions = {a.id: new_version() for a, _, _ in items}
         ids, docs, metas, vecs = [], [], [], []
         for article, chunks, vectors in items:
-            version = article.content_hash[:VERSION_CHARS]
+            version = versions[article.id]
             ts = published_timestamp(article.published_at)
             for chunk, vector in zip(chunks, vectors, strict=True):
                 ids.append(chunk_id(article.id, version, chunk.index))
@@ -344,10 +458,18 @@ class ChromaStore:
                             "source": article.source,
                             "published_at": article.published_at,
                             "published_ts": ts,
+                            "written_at": started,
                         }
                     )
                 )
         self._upsert(self.chunks, ids, docs, metas, vecs)
+        lease = self.settings.repair_lease_seconds
+        if lease > 0 and time.time() - started > lease / 2:
+            # Repair may already count these chunks as a dead writer's leftovers.
+            raise StoreWriteTooSlow(
+                "writing the chunks took longer than half the repair lease "
+                f"({self.settings.repair_lease_seconds:.0f} s); nothing was switched, retry"
+            )
 
         art_vecs = []
         for _, _, vectors in items:
@@ -364,26 +486,20 @@ class ChromaStore:
                         **a.metadata(),
                         "published_ts": published_timestamp(a.published_at),
                         "chunks": len(c),
+                        "version": versions[a.id],
                     }
                 )
                 for a, c, _ in items
             ],
             art_vecs,
         )
-        # Old versions go in two calls for the whole batch, not one delete per article.
-        current = {a.id: a.content_hash[:VERSION_CHARS] for a, _, _ in items}
-        stale: list[str] = []
-        ids_list = list(current)
-        for i in range(0, len(ids_list), self.max_batch):
-            got = self.chunks.get(
-                where={"article_id": {"$in": ids_list[i : i + self.max_batch]}},
-                include=["metadatas"],
-            )
-            stale += [
-                cid
-                for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
-                if meta.get("version") != current.get(meta.get("article_id"))
-            ]
+        # Only the versions these records replaced: never a version another writer may
+        # be about to switch to.
+        stale = [
+            cid
+            for cid in self.chunk_ids(list(replaced))
+            if replaced.get(cid.rsplit("#", 2)[0]) == cid.rsplit("#", 2)[1]
+        ]
         for i in range(0, len(stale), self.max_batch):
             self.chunks.delete(ids=stale[i : i + self.max_batch])
         self.bump_generation()
@@ -400,19 +516,45 @@ class ChromaStore:
             )
 
     def delete_article(self, article_id: str) -> bool:
-        """Remove the record first so readers stop seeing the article, then its chunks."""
-        existed = bool(self.articles.get(ids=[article_id], include=[])["ids"])
-        self.articles.delete(ids=[article_id])
-        self.chunks.delete(where={"article_id": article_id})
-        self.bump_generation()
-        return existed
+        """Remove the record first so readers stop seeing the article, then its chunks.
 
-    def repair(self) -> int:
-        """Delete chunks that no article record refers to (left by a crash). Returns count."""
+        Only the version the record pointed at: a concurrent write of the same id keeps
+        its chunks, and wins if it switches after this delete."""
+        self.ensure_disk_space(0)
+        meta = self.article_meta([article_id]).get(article_id)
+        if meta is None:
+            return False
+        version = record_version(meta)
+        self.articles.delete(ids=[article_id])
+        self.chunks.delete(where={"$and": [{"article_id": article_id}, {"version": version}]})
+        self.bump_generation()
+        return True
+
+    def repair(self, *, force: bool = False) -> int:
+        """Delete chunks that no article record refers to and that are older than the
+        repair lease (left by a crash, not in flight). Returns how many.
+
+        It reads every chunk's metadata, so unless forced it runs on a store's first call
+        and then at most every ``repair_interval_seconds``."""
+        now = time.monotonic()
+        if (
+            not force
+            and self._last_repair is not None
+            and now - self._last_repair < self.settings.repair_interval_seconds
+        ):
+            return 0
+        self._last_repair = now
+        self.ensure_disk_space(0)
+        # Taken before reading the records: a writer switches within half a lease of
+        # writing its chunks, so any chunk older than this was switched to (or abandoned)
+        # before the records below were read.
+        cutoff = time.time() - self.settings.repair_lease_seconds
         versions = self.article_versions()
         orphans: list[str] = []
         for cid, meta in self.iter_chunk_meta():
-            if versions.get(meta.get("article_id")) != meta.get("version"):
+            if versions.get(meta.get("article_id")) == meta.get("version"):
+                continue
+            if float(meta.get("written_at", 0.0)) <= cutoff:
                 orphans.append(cid)
         for i in range(0, len(orphans), self.max_batch):
             self.chunks.delete(ids=orphans[i : i + self.max_batch])
@@ -420,6 +562,37 @@ class ChromaStore:
         # leaves no orphan to betray it, and readers would keep their stale keyword index.
         self.bump_generation()
         return len(orphans)
+
+    # ---- disk space -------------------------------------------------------------------
+
+    def _estimate_bytes(self, items: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]]) -> int:
+        """A generous guess of what a write adds on disk: Chroma keeps each document in
+        SQLite with a full-text index, its vector in the HNSW segment and the write-ahead
+        log, and the article record again."""
+        chunk_bytes = sum(len(c.text.encode()) for _, chunks, _ in items for c in chunks)
+        n_chunks = sum(len(chunks) for _, chunks, _ in items)
+        article_bytes = sum(len(a.text.encode()) for a, _, _ in items)
+        return 6 * (chunk_bytes + article_bytes) + (n_chunks + len(items)) * (
+            4 * 4 * self.dimension + 2048
+        )
+
+    def ensure_disk_space(self, needed: int) -> None:
+        """Refuse a write that would leave less than the reserve free (embedded store:
+        a Chroma server's disk is its own to watch)."""
+        if self.settings.chroma_host:
+            return
+        try:
+            free = shutil.disk_usage(self.settings.chroma_dir).free
+        except OSError:
+            return
+        reserve = self.settings.min_free_disk_mb * 1024 * 1024
+        if free < reserve + needed:
+            raise StoreFull(
+                f"not enough disk space for this write: {free // 1024} KiB free under "
+                f"{self.settings.chroma_dir}, {(reserve + needed) // 1024} KiB needed "
+                f"(NEWSDESK_MIN_FREE_DISK_MB={self.settings.min_free_disk_mb} plus the write). "
+                "Nothing was stored; free some space and retry."
+            )
 
     # ---- change detection -------------------------------------------------------------
 
@@ -435,7 +608,7 @@ class ChromaStore:
     def article_catalog(self) -> dict[str, tuple[str, str | None]]:
         """Every article id with its current chunk version and its source."""
         return {
-            aid: (meta["content_hash"][:VERSION_CHARS], meta.get("source"))
+            aid: (record_version(meta), meta.get("source"))
             for aid, meta in self.iter_article_meta()
         }
 
@@ -480,5 +653,8 @@ class ChromaStore:
             got["distances"][0],
             strict=True,
         ):
+            if meta is None or doc is None:
+                # Deleted between Chroma's index lookup and its document fetch.
+                continue
             out.append((_stored_chunk(cid, doc, meta), 1.0 - float(dist)))
         return out
