@@ -14,10 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from service.llm import LLMAuthError, LLMError
 from service.summarize import NothingToSummarize
-from vectorstore.store import EmbeddingModelMismatch, StoreError
+from vectorstore.store import EmbeddingModelMismatch, StoreError, StoreFull, StoreWriteTooSlow
 
 log = logging.getLogger("newsdesk.api")
 
@@ -78,6 +79,24 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path.
+
+    The router's own 405 names only the first route that matched the path, so for
+    /v1/articles it said POST and left out GET.
+    """
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -91,10 +110,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", f"{where}: {first['problem']}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: a 405 must say which methods the resource does accept.
+            allowed = allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+            message = (
+                f"{request.method} is not allowed here; use {headers['Allow']}."
+                if headers.get("Allow")
+                else message
+            )
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(NothingToSummarize)
     async def _nothing(_: Request, exc: NothingToSummarize) -> JSONResponse:
@@ -113,6 +143,10 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("store error: %s", exc)
         if isinstance(exc, EmbeddingModelMismatch):
             return error_response(500, "embedding_model_mismatch", str(exc))
+        if isinstance(exc, StoreFull):
+            return error_response(507, "insufficient_storage", str(exc))
+        if isinstance(exc, StoreWriteTooSlow):
+            return error_response(503, "store_busy", str(exc), headers={"Retry-After": "5"})
         return error_response(
             503, "store_unavailable", "The article store is unavailable; try again shortly."
         )
