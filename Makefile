@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test lint serve bench soak clean
+.PHONY: install demo test lint serve bench soak chaos clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: install
 # Not part of bench: 5,000 requests at 32 clients take several minutes.
 soak: install
 	$(PY) -m bench.soak
+
+# Concurrent writers with SIGKILLs at larger counts than the tests (bench/chaos.py).
+chaos: install
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf data .pytest_cache .hypothesis
