@@ -1,5 +1,8 @@
 """Prompt templates, read from ``prompts/*.md`` and filled with ``$name`` placeholders.
 
+The templates are the ``prompts`` package's data, found through ``importlib.resources``,
+so they load the same from a source checkout and from an installed wheel.
+
 ``string.Template`` rather than ``str.format``: prompts contain JSON examples whose
 braces must stay literal.
 """
@@ -9,12 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache, cached_property
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from string import Template
 
 from vectorstore.chunk import count_tokens
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR: Traversable = files("prompts")
 _FRONT = re.compile(r"\A---\n(?P<meta>.*?)\n---\n", re.DOTALL)
 _SECTION = re.compile(r"^## (system|user)\s*$", re.MULTILINE)
 
@@ -38,7 +42,7 @@ class Prompt:
 
 
 @cache
-def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> Prompt:
+def load_prompt(name: str, directory: Traversable = PROMPTS_DIR) -> Prompt:
     raw = (directory / f"{name}.md").read_text("utf-8")
     front = _FRONT.match(raw)
     if not front:
