@@ -65,8 +65,10 @@ def test_seed_chunks_respect_sentences_and_overlap() -> None:
 def test_embedding_model_never_truncates_a_chunk(real_embedder) -> None:
     texts = [canonicalize(p.read_text("utf-8")) for p in SEEDS.glob("*.txt")]
     corpus = SHARED_EVAL / "multihop_corpus.jsonl"
-    if corpus.exists():
-        texts += [json.loads(line)["text"] for line in corpus.read_text("utf-8").splitlines()[:80]]
+    if not corpus.exists():
+        # Said, not silently narrowed to the three seeds.
+        pytest.skip(f"{corpus} is missing: the check needs real news text beyond the seeds")
+    texts += [json.loads(line)["text"] for line in corpus.read_text("utf-8").splitlines()[:80]]
     worst = 0
     for text in texts:
         for c in chunk_text("x", canonicalize(text)):
