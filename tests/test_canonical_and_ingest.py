@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SEEDS
 from vectorstore.canonical import canonicalize, headline
-from vectorstore.ingest import Article, Failure, make_article, read_paths
+from vectorstore.ingest import (
+    Article,
+    Failure,
+    IngestError,
+    make_article,
+    published_timestamp,
+    read_paths,
+)
 
 SEED_001 = next(SEEDS.glob("001_*.txt"))
 
@@ -55,6 +64,58 @@ def test_dates_are_iso_or_unknown_never_invented() -> None:
     assert make_article("x y z.", published_at="2024-03-01").published_at == "2024-03-01"
     bad = make_article("x y z.", published_at="last Tuesday")
     assert bad.published_at is None and bad.warnings
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1700000000, 1700000000.0, 1700000000000, 1700000000000.0],
+    ids=["seconds", "seconds-float", "milliseconds", "milliseconds-float"],
+)
+def test_numeric_dates_are_unix_seconds_or_milliseconds(value: float) -> None:
+    article = make_article("x y z.", published_at=value)
+    assert article.published_at == "2023-11-14T22:13:20+00:00" and not article.warnings
+    assert published_timestamp(article.published_at) == 1700000000
+
+
+def test_numeric_dates_keep_their_range_ends() -> None:
+    assert make_article("x.", published_at=-2208988800).published_at == (
+        "1900-01-01T00:00:00+00:00"
+    )
+    assert make_article("x.", published_at=7258118399).published_at == ("2199-12-31T23:59:59+00:00")
+
+
+# JSON text, as it arrives: Python's json reads NaN and Infinity too.
+IMPOSSIBLE_DATES = ["1e20", "-1e20", "NaN", "Infinity", "-Infinity", "true", "false", "9" * 400]
+
+
+@pytest.mark.parametrize("raw", IMPOSSIBLE_DATES)
+def test_impossible_numeric_dates_are_rejected_naming_the_field(raw: str) -> None:
+    value = json.loads(raw)
+    with pytest.raises(IngestError, match=r"^published_at: "):
+        make_article("x y z.", published_at=value)
+
+
+def test_a_record_with_an_impossible_date_fails_alone(tmp_path: Path) -> None:
+    good = '{"id": "good-%d", "text": "Record %d is fine.", "published_at": %s}'
+    bad = '{"id": "bad-%d", "text": "Record %d has a bad date.", "published_at": %s}'
+    lines = [good % (0, 0, "1700000000")]
+    lines += [bad % (i, i, raw) for i, raw in enumerate(IMPOSSIBLE_DATES, start=1)]
+    lines += [good % (99, 99, "1700000000000")]
+    (tmp_path / "batch.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    records = [good % (100, 100, '"2024-03-01"'), bad % (101, 101, "-1e20")]
+    (tmp_path / "batch.json").write_text("[" + ",".join(records) + "]", "utf-8")
+
+    items = list(read_paths([tmp_path]))
+    stored = {i.id: i.published_at for i in items if isinstance(i, Article)}
+    failed = {f.origin.split("/")[-1]: f.reason for f in items if isinstance(f, Failure)}
+    assert stored == {
+        "good-100": "2024-03-01",
+        "good-0": "2023-11-14T22:13:20+00:00",
+        "good-99": "2023-11-14T22:13:20+00:00",
+    }
+    expected = {"batch.json[1]"} | {f"batch.jsonl:{n}" for n in range(2, 10)}
+    assert set(failed) == expected
+    assert all(reason.startswith("published_at: ") for reason in failed.values())
 
 
 def test_every_format_and_every_bad_input_reported_per_file(tmp_path: Path) -> None:

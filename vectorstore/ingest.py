@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ HTML_SUFFIXES = {".html", ".htm"}
 RECORD_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES
 MAX_FILE_BYTES = 50_000_000
+
+# A number for published_at is a Unix timestamp, trusted only when it falls in this
+# window. Outside it in seconds but inside it in milliseconds (JavaScript's Date.now(),
+# 1700000000000) it is read as milliseconds: the two readings only overlap for dates
+# within 84 days of 1970-01-01, where seconds win. Anything else is rejected, never
+# clamped or guessed.
+EARLIEST_PUBLISHED = datetime(1800, 1, 1, tzinfo=UTC)
+LATEST_PUBLISHED = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LO = int((EARLIEST_PUBLISHED - _EPOCH).total_seconds())
+_HI = int((LATEST_PUBLISHED - _EPOCH).total_seconds())
 
 
 class IngestError(ValueError):
@@ -63,12 +75,41 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _timestamp_to_iso(value: int | float) -> str:
+    shown = json.dumps(value)  # what the JSON said: 1e+20, NaN, Infinity
+    if len(shown) > 40:
+        shown = f"{shown[:20]}… ({len(shown)} digits)"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise IngestError(f"published_at: {shown} is not a date; use ISO 8601 or Unix seconds")
+    # Compared before any arithmetic: an integer with hundreds of digits is valid JSON
+    # and would overflow a float or a timedelta.
+    if _LO <= value < _HI:
+        return (_EPOCH + timedelta(seconds=value)).isoformat()
+    if _LO * 1000 <= value < _HI * 1000:
+        return (_EPOCH + timedelta(milliseconds=value)).isoformat()
+    raise IngestError(
+        f"published_at: {shown} is not a plausible Unix timestamp (seconds or milliseconds "
+        f"between {EARLIEST_PUBLISHED.year} and {LATEST_PUBLISHED.year}); use ISO 8601"
+    )
+
+
 def normalize_published_at(value: Any) -> str | None:
-    """ISO 8601 or None. An unparseable date is dropped rather than guessed."""
-    if value in (None, ""):
+    """ISO 8601 or None. An unparseable date string is dropped rather than guessed.
+
+    Numbers are Unix timestamps (seconds, or milliseconds, see ``EARLIEST_PUBLISHED``).
+    A number that cannot be a publication date (NaN, infinite, out of range) or a boolean
+    raises ``IngestError`` naming the field: it is corrupt data, not a date format we
+    don't read, and storing the record without its date would hide that.
+    """
+    if value is None or value == "":
         return None
+    # bool is an int subclass: without this, true would be stored as 1970-01-01.
+    if isinstance(value, bool):
+        raise IngestError(
+            f"published_at: {json.dumps(value)} is not a date; use ISO 8601 or Unix seconds"
+        )
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=UTC).isoformat()
+        return _timestamp_to_iso(value)
     raw = str(value).strip()
     try:
         # A bare date stays a date: adding midnight would invent a time.
