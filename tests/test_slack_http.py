@@ -7,6 +7,8 @@ assertion after it sees all the work that request caused, and nothing more can h
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -32,6 +34,7 @@ from service.settings import Settings
 from service.slack import build_app, mount_slack, socket_mode_handler
 from service.slack.blocks import WORKING
 from tests.conftest import SEEDS, HashingEmbedder
+from tests.hardening import assert_error
 from tests.llm_mock import CHAT_URL, completion
 from tests.slack_helpers import (
     BOT_ID,
@@ -274,6 +277,132 @@ def test_bad_signature_on_a_slash_command_gets_401(harness: Harness) -> None:
         },
     )
     assert r.status_code == 401
+    harness.drain()
+    assert harness.stub.calls == []
+
+
+# ---- malformed requests: rejected before bolt parses anything -------------------------------
+
+CANARY = "canary-body-7f3a"  # in every malformed body below, so the log can be searched for it
+
+
+def raw_signature_headers(body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """Slack's v0 signature over raw bytes (``signature_headers`` takes text)."""
+    ts = str(int(time.time())) if timestamp is None else timestamp
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest.hexdigest()}"}
+
+
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+MALFORMED = {
+    "truncated JSON": ("/slack/events", JSON_TYPE, f'{{"type": "{CANARY}", '.encode()),
+    "JSON array": ("/slack/events", JSON_TYPE, f'["{CANARY}"]'.encode()),
+    "event not an object": (
+        "/slack/events",
+        JSON_TYPE,
+        json.dumps({"type": "event_callback", "event": CANARY}).encode(),
+    ),
+    "deeply nested JSON": ("/slack/events", JSON_TYPE, b"[" * 100_000 + CANARY.encode()),
+    "bad payload= field": ("/slack/commands", FORM_TYPE, f"payload=%7B{CANARY}".encode()),
+    "payload= not an object": (
+        "/slack/commands",
+        FORM_TYPE,
+        f"payload=%5B%22{CANARY}%22%5D".encode(),
+    ),
+    "not UTF-8": ("/slack/events", JSON_TYPE, f'{{"type": "{CANARY}\xff"}}'.encode("latin-1")),
+    "form not UTF-8": ("/slack/commands", FORM_TYPE, f"text={CANARY}\xff".encode("latin-1")),
+}
+
+
+@pytest.fixture
+def production_app(tmp_path: Path) -> Iterator[TestClient]:
+    """The real API with Slack mounted from the settings, server errors as responses:
+    what a malformed request meets in production."""
+    from service.api import create_app
+
+    nd = Newsdesk(make_settings(tmp_path), embedder=HashingEmbedder())  # type: ignore[arg-type]
+    with TestClient(create_app(newsdesk=nd), raise_server_exceptions=False) as client:
+        yield client
+
+
+def assert_quiet_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing logged a traceback, and nothing logged the request body."""
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text
+    assert CANARY not in caplog.text
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_signed_malformed_body_is_400_without_a_traceback(
+    production_app: TestClient, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path, content_type, body = MALFORMED[case]
+    r = production_app.post(
+        path, content=body, headers={"Content-Type": content_type, **raw_signature_headers(body)}
+    )
+    assert_error(r, 400)
+    assert_quiet_log(caplog)
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_unsigned_malformed_body_is_401_and_never_logged(
+    production_app: TestClient, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path, content_type, body = MALFORMED[case]
+    headers = {**raw_signature_headers(body), "X-Slack-Signature": "v0=" + "0" * 64}
+    r = production_app.post(path, content=body, headers={"Content-Type": content_type, **headers})
+    assert_error(r, 401, "unauthorized")
+    assert_quiet_log(caplog)
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["abc", "", "1e9", "-1", " 1700000000", "١٧٠٠٠٠٠٠٠٠", "9" * 40]
+)
+def test_non_numeric_timestamp_is_401(
+    production_app: TestClient, caplog: pytest.LogCaptureFixture, timestamp: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = event_body(mention(CANARY, ts="1700000000.000100")).encode()
+    # Signed with that very timestamp: only its form is wrong. Sent as UTF-8 bytes, as a
+    # client could; the server reads header bytes as Latin-1.
+    signed = raw_signature_headers(body, timestamp=timestamp)
+    headers = {k: v.encode() for k, v in signed.items()}
+    r = production_app.post(
+        "/slack/events", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert_error(r, 401, "unauthorized")
+    assert_quiet_log(caplog)
+
+
+def test_non_ascii_signature_is_401(
+    production_app: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = event_body(mention(CANARY, ts="1700000000.000100")).encode()
+    headers = {k: v.encode() for k, v in raw_signature_headers(body).items()}
+    headers["X-Slack-Signature"] = b"v0=\xff\xfe"
+    r = production_app.post(
+        "/slack/events", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert_error(r, 401, "unauthorized")
+    assert_quiet_log(caplog)
+
+
+def test_badly_signed_request_body_is_not_logged(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = event_body(mention(CANARY, ts="1700000000.000100"))
+    r = harness.http.post(
+        "/slack/events",
+        content=body,
+        headers={"Content-Type": "application/json", **signature_headers(body, secret="x")},
+    )
+    assert_error(r, 401, "unauthorized")
+    assert_quiet_log(caplog)
     harness.drain()
     assert harness.stub.calls == []
 

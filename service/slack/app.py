@@ -12,20 +12,26 @@ lazy listeners (threads), for HTTP mode (mounted in the FastAPI app) and Socket 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.fastapi import SlackRequestHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.request.internals import parse_body
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from service.answer import AnswerService, Message, Question
@@ -459,6 +465,69 @@ def build_app(
 
 # ---- HTTP mode ---------------------------------------------------------------------------
 
+# Slack sends Unix seconds; anything else cannot be checked against the 5-minute window.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+class RawBodyVerifier(SignatureVerifier):
+    """Slack's v0 signature computed over the raw bytes. The stock verifier decodes the
+    body first, so a body that is not UTF-8 raised instead of simply failing the check."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        base = b"v0:" + timestamp.encode("ascii") + b":" + raw
+        digest = hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return f"v0={digest}"
+
+
+@dataclass
+class Rejection:
+    status: int
+    code: str
+    message: str
+
+    def response(self) -> Response:
+        # The API's error shape, built here so this module need not import the API package.
+        return JSONResponse(
+            {"error": {"code": self.code, "message": self.message}}, status_code=self.status
+        )
+
+
+def check_slack_request(
+    verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]
+) -> Rejection | None:
+    """Why a request must not reach bolt, or None.
+
+    bolt parses the body before it checks the signature, so a malformed body or timestamp
+    would make it raise (a 500, unauthenticated) and a failed check makes it log the body.
+    Here the signature is checked first, on the raw bytes, and only a signed, well-formed
+    body is handed on. ``headers`` is case-insensitive (Starlette's) or has lower-case keys.
+    """
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    # compare_digest refuses non-ASCII text, so such a header would raise, not fail.
+    if not _TIMESTAMP.fullmatch(timestamp) or not signature.isascii():
+        return Rejection(401, "unauthorized", "Missing or invalid Slack signature or timestamp.")
+    if not verifier.is_valid(body, timestamp, signature):
+        return Rejection(401, "unauthorized", "Invalid or stale Slack signature.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection(400, "invalid_json", "The request body is not valid UTF-8.")
+    content_type = (headers.get("content-type") or "").split(";")[0] or None
+    try:
+        # bolt's own parser, so what passes here parses the same way inside bolt.
+        parsed = parse_body(text, content_type)
+    except (ValueError, RecursionError):
+        return Rejection(400, "invalid_json", "The request body (or its payload) is not JSON.")
+    if not isinstance(parsed, dict):
+        return Rejection(
+            400, "invalid_request", "The request body (or its payload) is not a JSON object."
+        )
+    if "event" in parsed and not isinstance(parsed["event"], dict):
+        return Rejection(400, "invalid_request", "The request's event is not a JSON object.")
+    return None
+
 
 def slack_http_configured(newsdesk: Newsdesk) -> bool:
     s = newsdesk.settings
@@ -480,14 +549,24 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
             log.info("slack: not configured; /slack routes not mounted")
         return
 
+    verifier = RawBodyVerifier(_secret(newsdesk.settings.slack_signing_secret) or "")
+
     class ThreadedSlackRequestHandler(SlackRequestHandler):
-        """bolt's handler, with dispatch (signature check, ack, the first auth.test)
-        run in the threadpool instead of blocking the event loop."""
+        """bolt's handler, behind our own signature and body checks, with dispatch (ack,
+        the first auth.test) run in the threadpool instead of blocking the event loop."""
 
         async def handle(
             self, req: Request, addition_context_properties: dict[str, Any] | None = None
         ) -> Response:
             body = await req.body()
+            rejection = check_slack_request(verifier, body, req.headers)
+            if rejection is not None:
+                # Never the body: an unsigned request's content is the sender's, not Slack's.
+                level = logging.INFO if rejection.status == 401 else logging.WARNING
+                log.log(
+                    level, "slack: %s %s: %s", req.url.path, rejection.status, rejection.message
+                )
+                return rejection.response()
             bolt_req = to_bolt_request(req, body, addition_context_properties)
             return to_starlette_response(await run_in_threadpool(self.app.dispatch, bolt_req))
 
@@ -502,7 +581,8 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
 
     described = {
         200: {"description": "Acknowledged (the answer follows in Slack)."},
-        401: {"description": "Missing, invalid or stale Slack signature."},
+        400: {"description": "Signed, but the body is not UTF-8 or not the JSON Slack sends."},
+        401: {"description": "Missing, invalid or stale Slack signature or timestamp."},
     }
     app.add_api_route(
         "/slack/events",
