@@ -105,6 +105,25 @@ def test_citation_line_escapes_every_field_and_links_the_span() -> None:
     assert citation_line(c).startswith("*[1]* *&lt;!here&gt; T &amp; U* — ")  # no public URL
 
 
+def test_markdown_and_html_from_articles_and_the_llm_make_no_link_in_slack() -> None:
+    """Slack's mrkdwn has no [text](url) links, images or HTML; its only link syntax is
+    <url|label>, so escaping "<" leaves the span link as the one live link."""
+    payload = "<img src=x onerror=alert(1)> [x](javascript:alert(1)) ![](http://t.example/p)"
+    answer = Answer(
+        answer=f"Ships waited {payload} [1]",
+        refused=False,
+        engine="llm",
+        citations=[cite(title=payload, source=payload, quote=payload)],
+    )
+    blocks = answer_blocks(answer, public_url="https://newsdesk.example")
+    assert_safe(blocks)
+    links = [m for t in texts(blocks) for m in re.findall(r"<([^>]*)>", t)]
+    assert links == [
+        "https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20|"
+        "&lt;img src=x onerror=alert(1)&gt; [x](javascript:alert(1)) ![](http://t.example/p)"
+    ]
+
+
 def test_span_url_quotes_odd_article_ids_and_refuses_odd_bases() -> None:
     assert span_url("https://h", cite(article_id="a b/c|d>")) == (
         "https://h/v1/articles/a%20b%2Fc%7Cd%3E/spans?start=10&amp;end=20"

@@ -108,8 +108,13 @@ class KeywordIndex:
     def _fit(self, sig: str, chunks: list[StoredChunk]) -> _Built:
         if not chunks:
             return _Built(sig, None, [], [])
+        tokens = self._tokenize([c.text for c in chunks])
+        if not tokens.vocab:
+            # Every word is a stopword or punctuation (an article that is just "A"):
+            # bm25s cannot index an empty vocabulary, and there is nothing to match.
+            return self._fit_meta(sig, None, chunks)
         bm25 = bm25s.BM25()
-        bm25.index(self._tokenize([c.text for c in chunks]), show_progress=False)
+        bm25.index(tokens, show_progress=False)
         return self._fit_meta(sig, bm25, chunks)
 
     # Saved to disk so a restart doesn't re-tokenise the whole corpus.
@@ -158,7 +163,9 @@ class KeywordIndex:
                 return None
             rows = json.loads((final / "chunks.json").read_text("utf-8"))
             chunks = [StoredChunk(*row) for row in rows]
-            bm25 = bm25s.BM25.load(str(final / "bm25")) if chunks else None
+            # No "bm25" folder with chunks: none of them had a searchable word.
+            saved = final / "bm25"
+            bm25 = bm25s.BM25.load(str(saved)) if chunks and saved.is_dir() else None
         except (OSError, ValueError, TypeError):
             return None
         return self._fit_meta(sig, bm25, chunks)
