@@ -356,6 +356,16 @@ def serve(
     from service.logs import configure_logging
 
     _quiet_libraries()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic validation of NEWSDESK_* variables
+        _fail(f"invalid settings: {exc}")
+        return
+    if workers > 1 and not settings.chroma_host:
+        # Each worker would open the embedded Chroma directory itself, and concurrent
+        # processes on one directory corrupt each other's reads.
+        # Short enough for one line of an 80-column terminal, where rich would wrap it.
+        _fail("--workers > 1 needs a Chroma server: set NEWSDESK_CHROMA_HOST.")
     configure_logging()
     uvicorn.run(
         "service.api:create_app",
@@ -365,6 +375,11 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # h11, not httptools: only uvicorn's h11 protocol bounds the request line and
+        # headers (httptools buffers them without limit), and past the bound it answers
+        # 400 and closes before the app runs.
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     rate_limit: str = "120/minute"
     max_body_bytes: int = 8_000_000
+    # Request line plus headers, enforced by uvicorn's h11 parser before the app runs:
+    # unbounded headers let four 100 MB requests stall every other request for 30 s.
+    max_header_bytes: int = Field(default=65_536, ge=1024)
+    # Failed API-key checks per client address: without a limit a key can be guessed at
+    # network speed. Past it every request from that address gets 429, so guessing stops.
+    auth_failure_limit: str = "20/minute"
+    # An article costs one rate-limit hit per started block of this many bytes: embedding
+    # an 8 MB article takes minutes, so it must not cost the same as one question.
+    rate_limit_bytes_per_hit: int = Field(default=100_000, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str | None = None
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
-from service.api.deps import require_caller
+from service.api.deps import require_caller, require_key
+from service.api.docs import add_docs, openapi_with_security
 from service.api.errors import install_error_handlers
 from service.api.metrics import Metrics
-from service.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.api.middleware import (
+    BodySizeLimitMiddleware,
+    HeaderSizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from service.api.routes import articles, ask, chat, health, summaries
 from service.api.security import KeyChecker, RateLimiter
 from service.context import Newsdesk
@@ -27,6 +35,12 @@ Every citation is `{n, article_id, title, source, published_at, start, end, quot
 before it is returned. Errors are `{"error": {"code", "message"}}`."""
 
 
+class NewsdeskAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware, so a 500 carries the headers too.
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = None) -> FastAPI:
     settings = settings or (newsdesk.settings if newsdesk else Settings())
     newsdesk = newsdesk or Newsdesk(settings)
@@ -39,28 +53,41 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
         )
         yield
 
-    app = FastAPI(
+    app = NewsdeskAPI(
         title="Newsdesk",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by add_docs instead: behind the key and without a CDN.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.settings = settings
     app.state.newsdesk = newsdesk
     app.state.metrics = Metrics()
     app.state.keys = KeyChecker(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
+
+    def openapi() -> dict[str, Any]:
+        return openapi_with_security(app, app.state.keys.enabled)
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     install_error_handlers(app)
     protected = [Depends(require_caller)]
     app.include_router(health.router)
     for router in (ask.router, chat.router, summaries.router, articles.router):
         app.include_router(router, dependencies=protected)
+    # With keys set only the health checks are open; reading the docs costs no budget.
+    add_docs(app, dependencies=[Depends(require_key)])
 
     from service.slack import mount_slack
 
     mount_slack(app, newsdesk)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
         # Added last, so outermost: a browser can read every answer, a 413 from the body

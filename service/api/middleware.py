@@ -91,8 +91,53 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+class HeaderSizeLimitMiddleware:
+    """431 when the request line and headers together are over the limit.
+
+    uvicorn's h11 parser (``newsdesk serve``) stops reading past the same limit, but only
+    while the headers are still incomplete: headers that arrive whole in one read of up
+    to 256 KiB get through it. This makes the limit exact, and holds under any server.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("method", "")) + len(scope.get("raw_path") or b"")
+            size += len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or [])
+            if size > self.max_bytes:
+                body = _error_body(
+                    431,
+                    "headers_too_large",
+                    f"The request line and headers are larger than {self.max_bytes} bytes.",
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 431,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimitMiddleware:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+    """413 for bodies over the limit, whether announced by Content-Length or streamed.
+
+    A streamed body is cut off inside ``receive``, where the framework may turn the
+    error into something else (FastAPI's JSON parsing made it a 400). So the 413 is sent
+    from ``receive`` itself, before the app sees the error, and whatever the app then
+    answers is dropped.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -107,22 +152,36 @@ class BodySizeLimitMiddleware:
             await self._reject(send)
             return
         received = 0
-        too_big = False
+        started = False
+        rejected = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received, too_big
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_big = True
+                    if not started and not rejected:
+                        await self._reject(send)
+                        rejected = True
                     raise _BodyTooLarge
             return message
 
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            # Once the 413 is out, any error is the app reacting to its cut-off body.
+            if rejected:
+                return
+            raise
 
     async def _reject(self, send: Send) -> None:
         body = _error_body(
@@ -135,6 +194,8 @@ class BodySizeLimitMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    # The rest of the body is never read, so the connection can't be reused.
+                    (b"connection", b"close"),
                 ],
             }
         )
@@ -143,3 +204,42 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+# Nothing here is a page to frame, sniff or refer from; the HTML docs pages get all but
+# the CSP, which would need to allow their inline bootstrap script.
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+class SecurityHeadersMiddleware:
+    """nosniff, no referrer and no framing on every response; a deny-all CSP on all but
+    HTML. Headers the app set itself are kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                content_type = next(
+                    (value for name, value in headers if name.lower() == b"content-type"), b""
+                )
+                extra = list(_SECURITY_HEADERS)
+                if not content_type.lower().startswith(b"text/html"):
+                    extra.append(_API_CSP)
+                headers += [(name, value) for name, value in extra if name not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -11,15 +11,18 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from service.api.deps import NewsdeskDep
+from service.api.deps import NewsdeskDep, charge_for_size
 from service.api.errors import ApiError, ErrorBody
 from service.api.schemas import (
+    ISO_DATE_DESCRIPTION,
+    ISO_DATE_PATTERN,
     ArticleFull,
     ArticleIn,
     ArticleList,
     ArticleMeta,
     IngestResult,
     Span,
+    iso_or_none,
 )
 from service.citations import span_with_context
 from service.context import Newsdesk
@@ -38,7 +41,18 @@ ARTICLE_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": (
+                                "UTF-8 text, Markdown, HTML, or JSON / JSON Lines records "
+                                "with a 'text' field; the file name's extension says which "
+                                f"({', '.join(sorted(SUPPORTED_SUFFIXES))}), anything else "
+                                "is a 415."
+                            ),
+                        }
+                    },
                     "required": ["file"],
                 }
             },
@@ -74,12 +88,19 @@ def _result(report: IngestReport) -> IngestResult:
     responses={200: {"model": IngestResult, "description": "Already stored, unchanged"}, **ERRORS},
     openapi_extra=ARTICLE_BODY,
     summary="Add or update an article (JSON) or ingest an uploaded file",
+    description=(
+        "Embedding takes time in proportion to the text, so an upload costs one request "
+        "of the rate limit per started NEWSDESK_RATE_LIMIT_BYTES_PER_HIT bytes (default "
+        "100 kB), checked before any work: 429 when not enough are left."
+    ),
 )
 async def add_article(request: Request, response: Response, newsdesk: NewsdeskDep) -> IngestResult:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
+        raw = await request.body()
+        charge_for_size(request, len(raw))
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg}.") from exc
         except (ValueError, RecursionError) as exc:
@@ -124,6 +145,7 @@ async def add_article(request: Request, response: Response, newsdesk: NewsdeskDe
                 f"{', '.join(sorted(SUPPORTED_SUFFIXES))}.",
             )
         data = await upload.read()
+        charge_for_size(request, len(data))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"upload{suffix}"
             path.write_bytes(data)
@@ -153,21 +175,25 @@ def list_articles(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
     source: str | None = Query(None, max_length=300),
-    published_after: str | None = None,
-    published_before: str | None = None,
+    published_after: str | None = Query(
+        None, description=ISO_DATE_DESCRIPTION, json_schema_extra={"pattern": ISO_DATE_PATTERN}
+    ),
+    published_before: str | None = Query(
+        None, description=ISO_DATE_DESCRIPTION, json_schema_extra={"pattern": ISO_DATE_PATTERN}
+    ),
 ) -> ArticleList:
-    from vectorstore.ingest import normalize_published_at
-
+    dates: dict[str, str | None] = {}
     for name, value in (
         ("published_after", published_after),
         ("published_before", published_before),
     ):
-        if value is not None and normalize_published_at(value) is None:
+        dates[name] = None if value is None else iso_or_none(value)
+        if value is not None and dates[name] is None:
             raise ApiError(422, "invalid_request", f"{name}: must be an ISO 8601 date")
     flt = ArticleFilter(
         sources=(source,) if source else None,
-        published_after=normalize_published_at(published_after),
-        published_before=normalize_published_at(published_before),
+        published_after=dates["published_after"],
+        published_before=dates["published_before"],
     )
     rows = [
         (aid, meta)
@@ -214,9 +240,14 @@ def get_article(article_id: str, newsdesk: NewsdeskDep) -> ArticleFull:
 def get_span(
     article_id: str,
     newsdesk: NewsdeskDep,
-    start: int = Query(..., ge=0),
-    end: int = Query(..., ge=1),
-    context: int = Query(200, ge=0, le=5000),
+    start: int = Query(..., ge=0, description="First character, 0-based."),
+    end: int = Query(
+        ...,
+        ge=1,
+        description="One past the last character: start < end <= the text's length (400 "
+        "invalid_span otherwise).",
+    ),
+    context: int = Query(200, ge=0, le=5000, description="Characters of context each side."),
 ) -> Span:
     article = _article(newsdesk, article_id)
     if not start < end <= len(article.text):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
-from service.api.deps import MetricsDep, NewsdeskDep
+from service.api.deps import MetricsDep, NewsdeskDep, require_key
+from service.api.errors import ErrorBody
 from vectorstore.store import StoreError
 
 router = APIRouter(tags=["operations"])
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 @router.get("/healthz", summary="The process is up")
@@ -17,7 +24,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The store (and the LLM, if configured) can be reached")
+@router.get(
+    "/readyz",
+    summary="The store (and the LLM, if configured) can be reached",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready"}},
+)
 def readyz(newsdesk: NewsdeskDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -35,6 +47,15 @@ def readyz(newsdesk: NewsdeskDep) -> JSONResponse:
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (needs the key when NEWSDESK_API_KEYS is set)",
+    response_class=Response,
+    dependencies=[Depends(require_key)],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}},
+        **{code: {"model": ErrorBody} for code in (401, 429)},
+    },
+)
 def metrics(m: MetricsDep) -> Response:
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
