@@ -51,6 +51,10 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
             "newsdesk API starting (LLM %s)",
             "configured" if settings.llm_configured else "not configured: extractive engine",
         )
+        if not settings.chroma_host:
+            # Take the embedded store's one-process lock at startup rather than on the first
+            # request, so a CLI started beside the server is the one refused, not the server.
+            _ = newsdesk.store
         yield
 
     app = NewsdeskAPI(
