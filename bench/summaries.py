@@ -16,7 +16,6 @@ import argparse
 import json
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,18 +148,18 @@ class SumyPeer:
 class Ours:
     """Newsdesk's extractive engine; the ROUGE text is its cited sentences, in point order."""
 
-    def __init__(self, emb: Any, data_dir: Path) -> None:
-        from service.context import Newsdesk
-        from service.settings import Settings
-        from service.summarize import SummaryService
+    def __init__(self, emb: Any) -> None:
+        from service.engines.extractive.engine import ExtractiveEngine
+        from service.engines.extractive.vectors import SentenceEmbedder
 
-        self.service = SummaryService(Newsdesk(Settings(data_dir=data_dir), embedder=emb))
+        # The engine alone: no store, so no data directory.
+        self.engine = ExtractiveEngine(SentenceEmbedder(lambda: emb))
         self.last: dict[str, Any] = {}
 
     def __call__(self, articles: list[Any], budget: int) -> str:
-        summary = self.service.extractive_summary(
-            articles, None, max_words=budget, max_points=MAX_POINTS
-        )
+        from service.engines.protocol import SummaryJob
+
+        summary = self.engine.summarize(SummaryJob(articles, None, budget, MAX_POINTS))
         by_n = {c.n: c for c in summary.citations}
         texts = {a.id: a.text for a in articles}
         quotes: list[str] = []
@@ -197,35 +196,34 @@ def run(path: Path, limit: int | None = None, emb: Any | None = None) -> dict[st
     emb = emb or embedder()
     clusters = load_clusters(path, limit)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    with tempfile.TemporaryDirectory(prefix="bench-summaries-") as tmp:
-        ours = Ours(emb, Path(tmp))
-        ours(cluster_articles(clusters[0])[:1], 50)  # warm-up: first model call is slow
-        systems: dict[str, Callable[[list[Any], int], str]] = {
-            "newsdesk_extractive": ours,
-            "lead": lead_baseline,
-            "lexrank": SumyPeer("lexrank"),
-            "textrank": SumyPeer("textrank"),
-        }
-        scores: dict[str, dict[str, list[float]]] = {
-            name: {"rouge1": [], "rouge2": [], "rougeL": [], "seconds": [], "words": []}
-            for name in systems
-        }
-        stats: list[dict[str, Any]] = []
-        budgets = []
-        for row in clusters:
-            articles = cluster_articles(row)
-            reference = row["reference_summary"]
-            budget = len(reference.split())
-            budgets.append(budget)
-            for name, system in systems.items():
-                t0 = time.perf_counter()
-                text = system(articles, budget)
-                scores[name]["seconds"].append(time.perf_counter() - t0)
-                scores[name]["words"].append(len(text.split()))
-                got = scorer.score(reference, text)
-                for key in ("rouge1", "rouge2", "rougeL"):
-                    scores[name][key].append(got[key].fmeasure * 100)
-            stats.append(ours.last)
+    ours = Ours(emb)
+    ours(cluster_articles(clusters[0])[:1], 50)  # warm-up: first model call is slow
+    systems: dict[str, Callable[[list[Any], int], str]] = {
+        "newsdesk_extractive": ours,
+        "lead": lead_baseline,
+        "lexrank": SumyPeer("lexrank"),
+        "textrank": SumyPeer("textrank"),
+    }
+    scores: dict[str, dict[str, list[float]]] = {
+        name: {"rouge1": [], "rouge2": [], "rougeL": [], "seconds": [], "words": []}
+        for name in systems
+    }
+    stats: list[dict[str, Any]] = []
+    budgets = []
+    for row in clusters:
+        articles = cluster_articles(row)
+        reference = row["reference_summary"]
+        budget = len(reference.split())
+        budgets.append(budget)
+        for name, system in systems.items():
+            t0 = time.perf_counter()
+            text = system(articles, budget)
+            scores[name]["seconds"].append(time.perf_counter() - t0)
+            scores[name]["words"].append(len(text.split()))
+            got = scorer.score(reference, text)
+            for key in ("rouge1", "rouge2", "rougeL"):
+                scores[name][key].append(got[key].fmeasure * 100)
+        stats.append(ours.last)
 
     def summary_of(s: dict[str, list[float]]) -> dict[str, float]:
         return {
@@ -253,8 +251,8 @@ def run(path: Path, limit: int | None = None, emb: Any | None = None) -> dict[st
             "budget": "the reference summary's word count; every system's text is cut to it",
             "rouge": "rouge-score F1 x 100, use_stemmer=True, mean over clusters",
             "newsdesk": (
-                "SummaryService.extractive_summary(articles, topic=None, "
-                f"max_words=budget, max_points={MAX_POINTS}); text = cited sentences in "
+                "ExtractiveEngine.summarize(SummaryJob(articles, topic=None, "
+                f"max_words=budget, max_points={MAX_POINTS})); text = cited sentences in "
                 "point order, without the 'X reports:' attribution"
             ),
             "lead": "first sentences of each article, round-robin",

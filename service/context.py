@@ -1,4 +1,5 @@
-"""One object per process that owns the clients: store, embedder, keyword index, LLM.
+"""One object per process that owns the clients: store, embedder, keyword index, LLM, and
+the engine built on them.
 
 Everything is created on first use, so a command that only lists articles never loads
 the embedding model, and tests can swap any part.
@@ -11,7 +12,11 @@ from functools import cached_property
 
 import httpx
 
-from service.extractive import VectorCache
+from service.engines.extractive.engine import ExtractiveEngine
+from service.engines.extractive.vectors import SentenceEmbedder, VectorCache
+from service.engines.fallback import FallbackEngine
+from service.engines.llm import LLMEngine
+from service.engines.protocol import Engine
 from service.llm import LLMClient
 from service.settings import Settings
 from vectorstore.embed import Embedder, make_embedder
@@ -62,6 +67,15 @@ class Newsdesk:
     @cached_property
     def sentence_vectors(self) -> VectorCache:
         return VectorCache()
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The LLM with the extractive engine behind it, or the extractive engine alone when
+        no LLM is configured."""
+        extractive = ExtractiveEngine(SentenceEmbedder(self.embedder, self.sentence_vectors))
+        if self.llm is None:
+            return extractive
+        return FallbackEngine(LLMEngine(self.llm, self.settings), extractive, self.settings)
 
     @cached_property
     def store(self) -> ChromaStore:

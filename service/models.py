@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Engine = Literal["llm", "extractive"]
+EngineName = Literal["llm", "extractive"]
 
 # Request limits shared by every front end (HTTP API, Slack, CLI).
 MAX_QUESTION_CHARS = 2000
@@ -33,18 +33,40 @@ class Usage(BaseModel):
     total_tokens: int = 0
     estimated_cost_usd: float = 0.0
 
+    def __add__(self, other: Usage) -> Usage:
+        # Rounded like a single call's cost, so sums don't show float noise.
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            estimated_cost_usd=round(self.estimated_cost_usd + other.estimated_cost_usd, 6),
+        )
 
-class Answer(BaseModel):
-    answer: str
-    refused: bool
-    engine: Engine
+
+class CitedResult(BaseModel):
+    """The envelope every answer, summary and briefing shares: which engine made it, the
+    verified citations its points refer to, what the LLM cost, and what verification
+    dropped. These fields come first in the subclasses' JSON.
+
+    The subclasses have no docstrings on purpose: one would become a "description" in
+    their JSON schemas, which clients see and tests/snapshots/result_models.json pins.
+    """
+
+    engine: EngineName
     citations: list[Citation] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     citations_verified: int = 0
     citations_rejected: int = 0
     claims_dropped: int = 0
-    standalone_question: str | None = None
+    refused: bool = False
     fallback_reason: str | None = None
+
+
+class Answer(CitedResult):
+    answer: str
+    # An answer always says whether it refused, so unlike the others it has no default.
+    refused: bool
+    standalone_question: str | None = None
 
 
 class Point(BaseModel):
@@ -69,19 +91,11 @@ class SourceShare(BaseModel):
     share: float
 
 
-class Summary(BaseModel):
+class Summary(CitedResult):
     topic: str | None = None
-    engine: Engine
     points: list[Point]
     differences: list[Difference] = Field(default_factory=list)
-    citations: list[Citation] = Field(default_factory=list)
     balance: list[SourceShare] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    citations_verified: int = 0
-    citations_rejected: int = 0
-    claims_dropped: int = 0
-    refused: bool = False
-    fallback_reason: str | None = None
 
 
 class Development(Point):
@@ -101,23 +115,15 @@ class BriefingSource(BaseModel):
     url: str | None = None
 
 
-class Briefing(BaseModel):
+class Briefing(CitedResult):
     title: str
     topic: str
     as_of: str | None = None
     audience: str | None = None
-    engine: Engine
     bottom_line: list[Point]
     developments: list[Development]
     perspectives: list[Perspective]
     differences: list[Difference] = Field(default_factory=list)
     open_questions: list[Point] = Field(default_factory=list)
     sources: list[BriefingSource] = Field(default_factory=list)
-    citations: list[Citation] = Field(default_factory=list)
     balance: list[SourceShare] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    citations_verified: int = 0
-    citations_rejected: int = 0
-    claims_dropped: int = 0
-    refused: bool = False
-    fallback_reason: str | None = None

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 
 from vectorstore.chunk import count_tokens
 from vectorstore.retrieve import Hit
+from vectorstore.sentences import sentence_spans
 from vectorstore.store import StoredArticle
 
 # What a passage's marker and header lines cost, beyond its text.
 MARKER_TOKENS = 20
+# Every article's opening gets at least this many tokens however many articles share the
+# budget, so none is cut to nothing (fit_to_window then drops whole passages if needed).
+MIN_OPENING_TOKENS = 120
+# What joining two sentences costs: the space or newline between them.
+SENTENCE_JOIN_TOKENS = 1
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,10 @@ class Passage:
 
 
 def passages_from_hits(
-    hits: list[Hit], articles: dict[str, StoredArticle], budget_tokens: int
+    hits: list[Hit], articles: dict[str, StoredArticle], budget_tokens: int | None
 ) -> list[Passage]:
-    """Hits in rank order, as many as fit the token budget; the most relevant win.
+    """Hits in rank order, as many as fit the token budget (all of them for None); the
+    most relevant win.
 
     Overlapping chunks of one article are merged so the model never reads a sentence
     twice.
@@ -37,6 +44,8 @@ def passages_from_hits(
     # A token is at least one UTF-8 byte, so when the hits' bytes fit, every budget check
     # below would pass and exact counting (~3 ms a request) can be skipped.
     upper_bound = sum(len(h.chunk.text.encode("utf-8")) + MARKER_TOKENS for h in hits)
+    if budget_tokens is None:
+        budget_tokens = upper_bound
     count = (lambda _text: 0) if upper_bound <= budget_tokens else count_tokens
     spans: list[tuple[str, int, int]] = []
     used = 0
@@ -65,6 +74,25 @@ def passages_from_hits(
         spans.append((hit.article_id, start, end))
         used += cost
     return [Passage(i, articles[aid], s, e) for i, (aid, s, e) in enumerate(spans, start=1)]
+
+
+def opening_passages(articles: list[StoredArticle], budget_tokens: int) -> list[Passage]:
+    """The opening of every article, each cut to an equal share of the budget at a sentence
+    end, so no article is left out because another one is long."""
+    share = max(MIN_OPENING_TOKENS, budget_tokens // max(1, len(articles)))
+    passages: list[Passage] = []
+    for article in articles:
+        end = 0
+        used = 0
+        for start, stop in sentence_spans(article.text):
+            cost = count_tokens(article.text[start:stop]) + SENTENCE_JOIN_TOKENS
+            if used + cost > share:
+                break
+            end, used = stop, used + cost
+        if end == 0:
+            continue
+        passages.append(Passage(len(passages) + 1, article, 0, end))
+    return passages
 
 
 def new_nonce() -> str:
