@@ -28,7 +28,11 @@ def ingest_through_api(
     api_key: str | None = None,
     on_file: Callable[[str], None] | None = None,
     client: httpx.Client | None = None,
+    retry_seconds: float = 60.0,
 ) -> IngestReport:
+    """Upload every file; a file whose request got no answer (the server restarting) is
+    sent again for up to ``retry_seconds``: an article write is idempotent, so a repeat
+    of one that did land answers "unchanged"."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     http = client or httpx.Client(timeout=600)
     report = IngestReport()
@@ -39,7 +43,7 @@ def ingest_through_api(
                 report.failed += 1
                 report.errors.append({"origin": item.origin, "reason": item.reason})
                 continue
-            _upload(http, base_url.rstrip("/"), item, headers, report)
+            _upload(http, base_url.rstrip("/"), item, headers, report, retry_seconds)
             if on_file:
                 on_file(str(item))
     finally:
@@ -50,14 +54,31 @@ def ingest_through_api(
 
 
 def _upload(
-    http: httpx.Client, base: str, path: Path, headers: dict[str, str], report: IngestReport
+    http: httpx.Client,
+    base: str,
+    path: Path,
+    headers: dict[str, str],
+    report: IngestReport,
+    retry_seconds: float,
 ) -> None:
-    try:
-        with path.open("rb") as fh:
-            r = http.post(f"{base}/v1/articles", files={"file": (path.name, fh)}, headers=headers)
-    except httpx.HTTPError as exc:
-        raise RemoteIngestError(f"cannot reach the Newsdesk server at {base}: {exc}") from exc
+    content = path.read_bytes()
+    deadline = time.monotonic() + retry_seconds
+    wait = 0.2
+    while True:
+        try:
+            r = http.post(
+                f"{base}/v1/articles", files={"file": (path.name, content)}, headers=headers
+            )
+            break
+        except httpx.TransportError as exc:
+            if time.monotonic() + wait > deadline:
+                raise RemoteIngestError(
+                    f"cannot reach the Newsdesk server at {base}: {exc}"
+                ) from exc
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
     if r.status_code in (401, 403, 429) or r.status_code >= 500:
+        # Not about this file: going on would fail every other file the same way.
         raise RemoteIngestError(f"the server answered {r.status_code}: {_message(r)}")
     if r.status_code >= 400:
         report.failed += 1

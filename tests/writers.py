@@ -315,10 +315,11 @@ def write_through_api(
     since_kill = 0
     errors: list[str] = []
     done = threading.Event()
+    broken = threading.Event()  # a server did not come back: stop instead of hanging
 
     def post(client: httpx.Client, i: int, body: dict[str, str]) -> httpx.Response | None:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not broken.is_set():
             server = servers[i % len(servers)]
             try:
                 return client.post(f"{server.url}/v1/articles", json=body, timeout=60)
@@ -357,7 +358,12 @@ def write_through_api(
                 server = rng.choice(servers)
                 server.kill()
                 kills += 1
-                server.start()
+                try:
+                    server.start()
+                except BaseException as exc:
+                    errors.append(f"restart failed: {exc}")
+                    broken.set()
+                    return
 
     killing = threading.Thread(target=killer)
     killing.start()
