@@ -6,6 +6,7 @@ without API keys, and as stateful sequences (create, read, delete)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ CONFIG: dict[str, Any] = {
 
 SETTINGS = Settings(
     _env_file=None,
-    data_dir=Path("unused-until-the-fixture-swaps-it-in"),
+    # Replaced by the seeded store below before any request; a temp dir so that starting
+    # the app (which opens the store) writes nothing into the checkout.
+    data_dir=Path(tempfile.mkdtemp(prefix="newsdesk-fuzz-")),
     llm_base_url=None,
     llm_api_key=None,
     index_check_seconds=0.0,
@@ -69,8 +72,7 @@ KEYED = SETTINGS.model_copy(
     update={"api_keys": [SecretStr(KEY)], "auth_failure_limit": "1000000/minute"}
 )
 # Built at import, so schemathesis makes one test per operation; the app reads its Newsdesk
-# from app.state on each request, and the fixture below puts a seeded one there. Nothing
-# touches the disk before that.
+# from app.state on each request, and the fixture below puts a seeded one there.
 APP = create_app(newsdesk=Newsdesk(SETTINGS, embedder=HashingEmbedder()))
 KEYED_APP = create_app(newsdesk=Newsdesk(KEYED, embedder=HashingEmbedder()))
 schema = schemathesis.openapi.from_asgi(

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     newsdesk = newsdesk or Newsdesk(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
             "newsdesk API starting (LLM %s)",
             "configured" if settings.llm_configured else "not configured: extractive engine",
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
         if not settings.chroma_host:
             # Take the embedded store's one-process lock at startup rather than on the first
             # request, so a CLI started beside the server is the one refused, not the server.
-            _ = newsdesk.store
+            _ = app.state.newsdesk.store
         yield
 
     app = NewsdeskAPI(
