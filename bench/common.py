@@ -55,7 +55,7 @@ def embedder() -> Any:
 
         # The production configuration (NEWSDESK_EMBEDDING_* settings).
         local = Settings().model_copy(update={"embedding_provider": "local"})
-        _EMBEDDER = make_embedder(local)
+        _EMBEDDER = make_embedder(local.embedding_config())
         assert isinstance(_EMBEDDER, LocalEmbedder)
         quiet()
     return _EMBEDDER

@@ -22,6 +22,7 @@ retrieval quality holds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -275,7 +276,7 @@ def build_variants(base: Any, tmp: Path) -> tuple[dict[str, Any], dict[str, str]
     t0 = time.perf_counter()
     ref = base
     if base.backend != "torch":
-        ref = LocalEmbedder(batch_size=prod, threads=base.threads, backend="torch")
+        ref = LocalEmbedder(dataclasses.replace(base.config, batch_size=prod, backend="torch"))
     notes["torch_load_seconds"] = round(time.perf_counter() - t0, 2)
     for bs in (8, 16, 32):
         name = f"torch, batch {bs}"
@@ -297,7 +298,9 @@ def build_variants(base: Any, tmp: Path) -> tuple[dict[str, Any], dict[str, str]
     onnx = base if base.backend == "onnx" else None
     if onnx is None:
         t0 = time.perf_counter()
-        onnx = LocalEmbedder(batch_size=prod, threads=base.threads, cache_dir=tmp)
+        onnx = LocalEmbedder(
+            dataclasses.replace(base.config, batch_size=prod, backend="onnx", cache_dir=tmp)
+        )
         if onnx.backend != "onnx":
             skipped["onnxruntime fp32"] = "the ONNX export failed (see the log)"
             return variants, skipped, notes

@@ -70,7 +70,12 @@ def grow_store(nd: Newsdesk, target_chunks: int, vocab: list[str], rng: random.R
             article_id=f"filler-{n}",
             source=rng.choice(["Filler Times", "Filler Post", "Filler Wire"]),
         )
-        chunks = chunk_text(article.id, article.text, nd.settings.chunk_tokens)
+        chunks = chunk_text(
+            article.id,
+            article.text,
+            nd.settings.chunk_tokens,
+            nd.settings.chunk_overlap_sentences,
+        )
         vectors = np.asarray(
             [
                 v / np.linalg.norm(v)

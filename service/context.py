@@ -61,7 +61,7 @@ class Newsdesk:
     def embedder(self) -> Embedder:
         with self._embedder_lock:
             if self._embedder is None:
-                self._embedder = make_embedder(self.settings)
+                self._embedder = make_embedder(self.settings.embedding_config())
             return self._embedder
 
     @cached_property
@@ -80,31 +80,16 @@ class Newsdesk:
     @cached_property
     def store(self) -> ChromaStore:
         model = embedding_model_id(self.settings)
-        return ChromaStore(self.settings, model, EMBEDDING_DIMENSIONS.get(model, 0))
+        return ChromaStore(self.settings.store_config(), model, EMBEDDING_DIMENSIONS.get(model, 0))
 
     @cached_property
     def keyword(self) -> KeywordIndex:
-        return KeywordIndex(
-            self.store, self.settings.keyword_dir, check_seconds=self.settings.index_check_seconds
-        )
+        return KeywordIndex(self.store, self.settings.keyword_config())
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(
-            self.store,
-            self.embedder,
-            self.keyword,
-            candidates=self.settings.candidates,
-            rrf_k=self.settings.rrf_k,
-            per_article=self.settings.max_chunks_per_article,
-            dense_weight=self.settings.dense_weight,
-        )
+        return Retriever(self.store, self.embedder, self.keyword, self.settings.retrieval_config())
 
     @cached_property
     def indexer(self) -> Indexer:
-        return Indexer(
-            self.store,
-            self.embedder,
-            max_tokens=self.settings.chunk_tokens,
-            overlap_sentences=self.settings.chunk_overlap_sentences,
-        )
+        return Indexer(self.store, self.embedder, self.settings.chunking_config())

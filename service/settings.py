@@ -1,14 +1,50 @@
-"""All configuration in one place, read from ``NEWSDESK_*`` environment variables."""
+"""All configuration in one place, read from ``NEWSDESK_*`` environment variables.
+
+The fields stay flat so every variable keeps its name (``NEWSDESK_DATA_DIR``, ...); each
+carries a group and a description, which ``service/settings_doc.py`` turns into the
+README's settings table. The storage layer never reads this class: it gets the small
+config objects built at the bottom, so its constructors need no defaults of their own.
+"""
 
 from __future__ import annotations
 
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from vectorstore.config import (
+    ChunkingConfig,
+    EmbeddingConfig,
+    KeywordConfig,
+    LocalEmbeddingConfig,
+    OpenAIEmbeddingConfig,
+    RetrievalConfig,
+    StoreConfig,
+)
+
+Group = Literal["storage", "embeddings", "chunking", "retrieval", "llm", "api", "slack"]
+# Table headings, in the order the groups are documented.
+GROUP_TITLES: dict[Group, str] = {
+    "storage": "Storage",
+    "embeddings": "Embeddings",
+    "chunking": "Chunking",
+    "retrieval": "Retrieval",
+    "llm": "LLM (OpenAI-compatible)",
+    "api": "HTTP API",
+    "slack": "Slack",
+}
+
+
+def _setting(
+    default: Any = PydanticUndefined, *, group: Group, description: str, **kwargs: Any
+) -> Any:
+    """A field that says what it does and which README table group it belongs to."""
+    return Field(default, description=description, json_schema_extra={"group": group}, **kwargs)
 
 
 class Settings(BaseSettings):
@@ -16,88 +52,237 @@ class Settings(BaseSettings):
         env_prefix="NEWSDESK_", env_file=".env", extra="ignore", frozen=False
     )
 
-    # Storage
-    data_dir: Path = Path("./data")
-    chroma_host: str | None = None
-    chroma_port: int = 8000
-    collection_prefix: str = "newsdesk"
+    # ---- storage ----------------------------------------------------------------------
+    data_dir: Path = _setting(
+        Path("./data"),
+        group="storage",
+        description="Everything the service writes: the embedded Chroma store, the keyword "
+        "index and the ONNX export of the model.",
+    )
+    chroma_host: str | None = _setting(
+        None,
+        group="storage",
+        description="A Chroma server (`chroma run`) to use instead of the embedded store; "
+        "needed for more than one API worker or replica.",
+    )
+    chroma_port: int = _setting(
+        8000, group="storage", description="Port of the Chroma server at `NEWSDESK_CHROMA_HOST`."
+    )
+    collection_prefix: str = _setting(
+        "newsdesk",
+        group="storage",
+        description="Start of the Chroma collection names, so several stores can share a "
+        "Chroma server.",
+    )
     # Chunks that no article record refers to are either a crash's leftovers or another
-    # writer's work in flight (written before its record switch). Repair only removes
-    # those older than this, and a writer refuses to switch a record to chunks older than
-    # half of it, so repair can never delete chunks that are about to become visible.
-    # 0 turns the lease off: safe only with a single writer.
-    repair_lease_seconds: float = 900.0
-    # Repair scans every chunk's metadata, so it runs on the first write of a process and
-    # then at most this often, not on every ingest.
-    repair_interval_seconds: float = 300.0
-    # Writes to the embedded store stop, with a clear error, while less than this much
-    # disk (plus the write's own estimated size) is free: on a full disk Chroma can block
-    # inside a write while holding the GIL, which freezes the whole process.
-    min_free_disk_mb: int = 64
+    # writer's work in flight (written before its record switch). A writer refuses to
+    # switch a record to chunks older than half the lease, so repair can never delete
+    # chunks that are about to become visible.
+    repair_lease_seconds: float = _setting(
+        900.0,
+        group="storage",
+        description="Repair only deletes unreferenced chunks older than this; 0 turns the "
+        "lease off, which is safe only with a single writer.",
+    )
+    # Repair scans every chunk's metadata, so it must not run on every ingest.
+    repair_interval_seconds: float = _setting(
+        300.0,
+        group="storage",
+        description="Repair runs on a process's first write, then at most this often.",
+    )
+    # On a full disk Chroma can block inside a write while holding the GIL, which freezes
+    # the whole process; refusing the write first keeps the service answering.
+    min_free_disk_mb: int = _setting(
+        64,
+        group="storage",
+        description="Writes to the embedded store are refused, with a clear error, while less "
+        "than this much disk (plus the write's estimated size) is free.",
+    )
 
-    # Embeddings
-    embedding_provider: Literal["local", "openai"] = "local"
-    embedding_model: str = "all-MiniLM-L6-v2"
-    openai_embedding_model: str = "text-embedding-3-small"
+    # ---- embeddings -------------------------------------------------------------------
+    embedding_provider: Literal["local", "openai"] = _setting(
+        "local",
+        group="embeddings",
+        description="`local` (all-MiniLM-L6-v2 on the CPU) or `openai` (the embeddings API "
+        "of the LLM endpoint). A store records its model and refuses another.",
+    )
+    openai_embedding_model: str = _setting(
+        "text-embedding-3-small",
+        group="embeddings",
+        description="The embedding model when the provider is `openai`.",
+    )
     # bench/ingestion.py: batch 8 embedded ~1.15x faster than 32 here, identical vectors.
-    embedding_batch_size: int = 8
-    embedding_threads: int = 1
+    embedding_batch_size: int = _setting(
+        8, group="embeddings", description="Texts per call of the local model."
+    )
+    embedding_threads: int = _setting(
+        1,
+        group="embeddings",
+        description="Threads per local embedding call; on 2 cores, two torch threads made a "
+        "query 25x slower.",
+    )
     # onnx embeds a question in 11-26 ms where torch takes 25-44 ms, same vectors
     # (bench/results/ingestion.json); torch stays selectable.
-    embedding_backend: Literal["onnx", "torch"] = "onnx"
-    # Where the ONNX export of the model is kept; default: <data_dir>/models.
-    model_dir: Path | None = None
+    embedding_backend: Literal["onnx", "torch"] = _setting(
+        "onnx",
+        group="embeddings",
+        description="`onnx` (ONNX Runtime) or `torch` (sentence-transformers) runs the local "
+        "model; both give the same vectors.",
+    )
+    model_dir: Path | None = _setting(
+        None,
+        group="embeddings",
+        description="Where the ONNX export of the model is kept; unset: `<data dir>/models`.",
+    )
 
-    # Chunking: cl100k tokens. all-MiniLM-L6-v2 reads 256 word pieces; word pieces run
-    # up to ~1.3x cl100k tokens on news text, so 180 keeps every chunk whole.
-    chunk_tokens: int = 180
-    chunk_overlap_sentences: int = 1
+    # ---- chunking: cl100k tokens --------------------------------------------------------
+    # all-MiniLM-L6-v2 reads 256 word pieces; word pieces run up to ~1.3x cl100k tokens on
+    # news text, so 180 keeps every chunk whole.
+    chunk_tokens: int = _setting(
+        180, group="chunking", description="Most cl100k tokens in one chunk of an article."
+    )
+    chunk_overlap_sentences: int = _setting(
+        1,
+        group="chunking",
+        description="Sentences a chunk repeats from the one before it, so a fact on a "
+        "boundary is found from either side.",
+    )
 
-    # Retrieval
-    top_k: int = 8
-    candidates: int = 40
-    max_chunks_per_article: int = 3
-    # Chosen on the MultiHop-RAG dev queries (bench/results/retrieval.json):
-    # k=10 and dense weighted 1.5x beat the textbook k=60 with equal weights.
-    rrf_k: int = 10
-    dense_weight: float = 1.5
-    index_check_seconds: float = 2.0
+    # ---- retrieval --------------------------------------------------------------------
+    top_k: int = _setting(
+        8,
+        group="retrieval",
+        description="Passages per answer when the request does not set a number.",
+    )
+    candidates: int = _setting(
+        40,
+        group="retrieval",
+        description="Chunks each ranking (dense, keyword) fetches before fusion; at least 3x "
+        "the passages asked for.",
+    )
+    max_chunks_per_article: int = _setting(
+        3,
+        group="retrieval",
+        description="Most passages one article may give, unless no other article can fill "
+        "the list.",
+    )
+    # Chosen on the MultiHop-RAG dev queries (bench/results/retrieval.json): k=10 and
+    # dense weighted 1.5x beat the textbook k=60 with equal weights.
+    rrf_k: int = _setting(
+        10,
+        group="retrieval",
+        description="k of reciprocal rank fusion: lower lets the top ranks count for more.",
+    )
+    dense_weight: float = _setting(
+        1.5,
+        group="retrieval",
+        description="Weight of the dense ranking in the fusion; the keyword ranking has 1.",
+    )
+    index_check_seconds: float = _setting(
+        2.0,
+        group="retrieval",
+        description="How often the keyword index checks Chroma for other writers' changes.",
+    )
 
-    # LLM (OpenAI-compatible). No base URL and no key: the extractive engine answers.
-    llm_base_url: str | None = None
-    llm_api_key: SecretStr | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_seconds: float = 30.0
-    llm_max_retries: int = 2
-    llm_context_window: int = 16000
-    llm_max_output_tokens: int = 1200
-    llm_fallback: Literal["none", "extractive"] = "extractive"
-    llm_prompt_cost_per_1k: float = 0.00015
-    llm_completion_cost_per_1k: float = 0.0006
-    llm_structured_output: bool = True
+    # ---- LLM (OpenAI-compatible). No base URL and no key: the extractive engine answers.
+    llm_base_url: str | None = _setting(
+        None, group="llm", description="The OpenAI-compatible endpoint; unset: OpenAI's."
+    )
+    llm_api_key: SecretStr | None = _setting(
+        None, group="llm", description="Its API key; `OPENAI_API_KEY` is read when unset."
+    )
+    llm_model: str = _setting("gpt-4o-mini", group="llm", description="The chat model.")
+    llm_timeout_seconds: float = _setting(
+        30.0, group="llm", description="Seconds one LLM request may take before it is retried."
+    )
+    llm_max_retries: int = _setting(
+        2, group="llm", description="Retries of a failed LLM (or OpenAI embeddings) call."
+    )
+    llm_context_window: int = _setting(
+        16000,
+        group="llm",
+        description="Prompt plus answer never exceed it; the most relevant passages win.",
+    )
+    llm_max_output_tokens: int = _setting(
+        1200, group="llm", description="Most tokens the LLM may write in one reply."
+    )
+    llm_fallback: Literal["none", "extractive"] = _setting(
+        "extractive",
+        group="llm",
+        description="What answers when the LLM fails: `extractive` (the extractive engine) or "
+        "`none` (the error).",
+    )
+    llm_prompt_cost_per_1k: float = _setting(
+        0.00015, group="llm", description="USD per 1,000 prompt tokens, for the cost estimate."
+    )
+    llm_completion_cost_per_1k: float = _setting(
+        0.0006, group="llm", description="USD per 1,000 completion tokens, for the cost estimate."
+    )
+    llm_structured_output: bool = _setting(
+        True,
+        group="llm",
+        description="Ask for JSON output (`response_format`); turned off by itself when the "
+        "server refuses it.",
+    )
 
-    # HTTP API
-    # Comma-separated in the environment: NEWSDESK_API_KEYS=key1,key2
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    rate_limit: str = "120/minute"
-    max_body_bytes: int = 8_000_000
-    # Request line plus headers, enforced by uvicorn's h11 parser before the app runs:
-    # unbounded headers let four 100 MB requests stall every other request for 30 s.
-    max_header_bytes: int = Field(default=65_536, ge=1024)
-    # Failed API-key checks per client address: without a limit a key can be guessed at
-    # network speed. Past it every request from that address gets 429, so guessing stops.
-    auth_failure_limit: str = "20/minute"
-    # An article costs one rate-limit hit per started block of this many bytes: embedding
-    # an 8 MB article takes minutes, so it must not cost the same as one question.
-    rate_limit_bytes_per_hit: int = Field(default=100_000, ge=1)
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    public_url: str | None = None
+    # ---- HTTP API ---------------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = _setting(
+        group="api",
+        default_factory=list,
+        description="Comma-separated keys the API accepts (`key1,key2`); unset: no key needed.",
+    )
+    rate_limit: str = _setting(
+        "120/minute", group="api", description="Requests per caller, in the `limits` notation."
+    )
+    max_body_bytes: int = _setting(
+        8_000_000, group="api", description="Largest request body accepted."
+    )
+    # Unbounded headers let four 100 MB requests stall every other request for 30 s.
+    max_header_bytes: int = _setting(
+        65_536,
+        group="api",
+        ge=1024,
+        description="Largest request line plus headers, enforced by uvicorn before the app runs.",
+    )
+    # Without a limit a key can be guessed at network speed.
+    auth_failure_limit: str = _setting(
+        "20/minute",
+        group="api",
+        description="Failed API-key checks per client address; past it every request from "
+        "that address gets 429.",
+    )
+    # Embedding an 8 MB article takes minutes, so it must not cost the same as a question.
+    rate_limit_bytes_per_hit: int = _setting(
+        100_000,
+        group="api",
+        ge=1,
+        description="An uploaded article costs one rate-limit hit per started block of this "
+        "many bytes.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = _setting(
+        group="api",
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS; unset: CORS is off.",
+    )
+    public_url: str | None = _setting(
+        None,
+        group="api",
+        description="The API's public address, for links to source spans in Slack messages.",
+    )
 
-    # Slack
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_ephemeral: bool = False
+    # ---- Slack ------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = _setting(
+        None, group="slack", description="The bot token (`xoxb-...`)."
+    )
+    slack_signing_secret: SecretStr | None = _setting(
+        None, group="slack", description="Verifies Slack's requests to the HTTP endpoints."
+    )
+    slack_app_token: SecretStr | None = _setting(
+        None, group="slack", description="The app token (`xapp-...`) for Socket Mode."
+    )
+    slack_ephemeral: bool = _setting(
+        False, group="slack", description="`/ask` answers only the asker."
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -128,6 +313,48 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
 
+    # ---- what the storage layer gets (vectorstore/config.py) ------------------------
 
-def get_settings() -> Settings:
-    return Settings()
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            chroma_dir=self.chroma_dir,
+            chroma_host=self.chroma_host,
+            chroma_port=self.chroma_port,
+            collection_prefix=self.collection_prefix,
+            repair_lease_seconds=self.repair_lease_seconds,
+            repair_interval_seconds=self.repair_interval_seconds,
+            min_free_disk_mb=self.min_free_disk_mb,
+        )
+
+    def embedding_config(self) -> EmbeddingConfig:
+        if self.embedding_provider == "openai":
+            # The embeddings API of the LLM endpoint, with the LLM's key and patience.
+            return OpenAIEmbeddingConfig(
+                model=self.openai_embedding_model,
+                base_url=self.llm_base_url,
+                api_key=self.llm_key,
+                timeout_seconds=self.llm_timeout_seconds,
+                max_retries=self.llm_max_retries,
+            )
+        return LocalEmbeddingConfig(
+            batch_size=self.embedding_batch_size,
+            threads=self.embedding_threads,
+            backend=self.embedding_backend,
+            cache_dir=self.model_cache_dir,
+        )
+
+    def chunking_config(self) -> ChunkingConfig:
+        return ChunkingConfig(
+            max_tokens=self.chunk_tokens, overlap_sentences=self.chunk_overlap_sentences
+        )
+
+    def keyword_config(self) -> KeywordConfig:
+        return KeywordConfig(directory=self.keyword_dir, check_seconds=self.index_check_seconds)
+
+    def retrieval_config(self) -> RetrievalConfig:
+        return RetrievalConfig(
+            candidates=self.candidates,
+            rrf_k=self.rrf_k,
+            dense_weight=self.dense_weight,
+            per_article=self.max_chunks_per_article,
+        )

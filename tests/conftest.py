@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from service.context import Newsdesk  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from vectorstore.config import LocalEmbeddingConfig  # noqa: E402
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -27,6 +29,18 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
+
+
+def shipped_settings(**overrides: Any) -> Settings:
+    """The defaults as shipped, whatever NEWSDESK_* variables the developer has set."""
+    return Settings.model_construct(**overrides)
+
+
+def local_embedding(cache_dir: Path, **changes: Any) -> LocalEmbeddingConfig:
+    """The production local embedder's configuration, its ONNX export kept in cache_dir."""
+    config = shipped_settings(model_dir=cache_dir).embedding_config()
+    assert isinstance(config, LocalEmbeddingConfig)
+    return dataclasses.replace(config, **changes)
 
 
 class HashingEmbedder:
@@ -108,7 +122,7 @@ def real_embedder(real_model_cache: Path) -> object:
     """The packaged all-MiniLM-L6-v2 on the production backend; loaded once for the run."""
     from vectorstore.embed import LocalEmbedder
 
-    return LocalEmbedder(cache_dir=real_model_cache)
+    return LocalEmbedder(local_embedding(real_model_cache))
 
 
 @pytest.fixture(scope="session")

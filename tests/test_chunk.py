@@ -8,13 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SEEDS, SHARED_EVAL
+from tests.conftest import SEEDS, SHARED_EVAL, shipped_settings
 from vectorstore.canonical import canonicalize
 from vectorstore.chunk import chunk_text, count_tokens
 
+CHUNKING = shipped_settings().chunking_config()
+
 
 def _check_invariants(text: str, max_tokens: int) -> None:
-    chunks = chunk_text("a", text, max_tokens=max_tokens)
+    chunks = chunk_text("a", text, max_tokens, CHUNKING.overlap_sentences)
     covered = [False] * len(text)
     for i, c in enumerate(chunks):
         assert c.index == i
@@ -71,6 +73,8 @@ def test_embedding_model_never_truncates_a_chunk(real_embedder) -> None:
     texts += [json.loads(line)["text"] for line in corpus.read_text("utf-8").splitlines()[:80]]
     worst = 0
     for text in texts:
-        for c in chunk_text("x", canonicalize(text)):
+        for c in chunk_text(
+            "x", canonicalize(text), CHUNKING.max_tokens, CHUNKING.overlap_sentences
+        ):
             worst = max(worst, real_embedder.word_pieces(c.text))
     assert 0 < worst <= 256

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import vectorstore.embed as embed_module
+from tests.conftest import local_embedding
 from vectorstore.embed import LocalEmbedder
 
 pytestmark = pytest.mark.model
@@ -32,7 +33,7 @@ def _no_export(*_args: object, **_kwargs: object) -> None:
 def torch_embedder(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> LocalEmbedder:
-    return LocalEmbedder(backend="torch", cache_dir=tmp_path_factory.mktemp("unused"))
+    return LocalEmbedder(local_embedding(tmp_path_factory.mktemp("unused"), backend="torch"))
 
 
 def test_the_production_backend_is_onnx(real_embedder: LocalEmbedder) -> None:
@@ -67,7 +68,7 @@ def test_the_exported_graph_is_reused(
 ) -> None:
     assert list(real_model_cache.glob("*.onnx")), "the session's export is in the cache"
     monkeypatch.setattr(embed_module, "export", _no_export)
-    again = LocalEmbedder(cache_dir=real_model_cache)
+    again = LocalEmbedder(local_embedding(real_model_cache))
     assert again.backend == "onnx"
     assert np.abs(again.embed(TEXTS[:2]) - real_embedder.embed(TEXTS[:2])).max() < 1e-6
 
@@ -77,7 +78,7 @@ def test_a_failed_export_falls_back_to_torch(
 ) -> None:
     monkeypatch.setattr(embed_module, "export", _no_export)
     with caplog.at_level(logging.WARNING, logger="vectorstore.embed"):
-        fallback = LocalEmbedder(cache_dir=tmp_path)
+        fallback = LocalEmbedder(local_embedding(tmp_path))
     assert fallback.backend == "torch"
     assert "ONNX backend unavailable" in caplog.text
     assert fallback.embed(["a question"]).shape == (1, 384)

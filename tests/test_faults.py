@@ -42,6 +42,7 @@ from tests.hardening import (
     end_process,
 )
 from tests.llm_mock import BASE_URL, CHAT_URL, completion
+from vectorstore.config import KeywordConfig
 from vectorstore.ingest import make_article, read_paths
 from vectorstore.keyword import KeywordIndex
 from vectorstore.store import ChromaStore
@@ -542,9 +543,12 @@ def _write_corpus(folder: Path, revision: int) -> dict[str, str]:
     return expected
 
 
+def _settings(data: Path) -> Settings:
+    return Settings(_env_file=None, data_dir=data, chroma_host=None, llm_base_url=None)
+
+
 def _open_store(data: Path) -> ChromaStore:
-    settings = Settings(_env_file=None, data_dir=data, chroma_host=None, llm_base_url=None)
-    return ChromaStore(settings, HashingEmbedder.model_id, 384)
+    return ChromaStore(_settings(data).store_config(), HashingEmbedder.model_id, 384)
 
 
 def test_ingestion_killed_at_random_points_loses_nothing(tmp_path: Path) -> None:
@@ -578,7 +582,7 @@ def test_ingestion_killed_at_random_points_loses_nothing(tmp_path: Path) -> None
 
     store = _open_store(data)
     _assert_consistent(store, data / "keyword", expected)
-    hits = KeywordIndex(store, data / "keyword").search("harbour town 123", 5)
+    hits = KeywordIndex(store, _settings(data).keyword_config()).search("harbour town 123", 5)
     assert hits and hits[0][0].article_id == "story-123"
 
 
@@ -612,7 +616,7 @@ def _assert_consistent(store: ChromaStore, keyword_dir: Path, expected: dict[str
         assert texts[chunk.article_id][chunk.start : chunk.end] == chunk.text
 
     # The keyword index (also saved to disk by killed runs) agrees with Chroma.
-    keyword = KeywordIndex(store, keyword_dir, check_seconds=0.0)
+    keyword = KeywordIndex(store, KeywordConfig(keyword_dir, check_seconds=0.0))
     keyword.ensure_current(force=True)
     assert keyword._built is not None
     assert sorted(c.id for c in keyword._built.chunks) == sorted(ids)
@@ -681,7 +685,7 @@ def test_ingestion_dying_between_any_two_writes_is_repaired(
     items, expected = articles(0)
     nd.indexer.index(items)
     # A reader that lives through all of it, as another replica's keyword index would.
-    live = KeywordIndex(nd.store, tmp_path / "live", check_seconds=0.0)
+    live = KeywordIndex(nd.store, KeywordConfig(tmp_path / "live", check_seconds=0.0))
     live.ensure_current()
     names = [n for n in ("articles", "chunks", "state") if hasattr(nd.store, n)]
     originals = {n: getattr(nd.store, n) for n in names}

@@ -39,7 +39,7 @@ def test_fusion_rewards_agreement_between_rankings() -> None:
     def c(i: str) -> StoredChunk:
         return StoredChunk(i, "a" + i, "v", 0, 0, 1, i, "t", None, None)
 
-    fused = reciprocal_rank_fusion({"dense": [c("1"), c("2")], "keyword": [c("2"), c("3")]})
+    fused = reciprocal_rank_fusion({"dense": [c("1"), c("2")], "keyword": [c("2"), c("3")]}, k=10)
     assert fused[0].chunk.id == "2"
 
 

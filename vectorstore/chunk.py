@@ -78,9 +78,7 @@ def sentence_units(text: str, max_tokens: int) -> list[tuple[int, int, int]]:
     return units
 
 
-def chunk_text(
-    article_id: str, text: str, max_tokens: int = 180, overlap_sentences: int = 1
-) -> list[Chunk]:
+def chunk_text(article_id: str, text: str, max_tokens: int, overlap_sentences: int) -> list[Chunk]:
     """Pack whole sentences into chunks of at most max_tokens, overlapping by sentences.
 
     Overlap keeps a fact that straddles a boundary retrievable from either side; it is

