@@ -28,11 +28,13 @@ demo: install
 	$(CLI) ingest seeds/
 	$(CLI) brief --topic "the fighting in the Kursk region"
 
-test: install
+# Lint first: CI runs exactly this target, so style drift fails CI like a failing test.
+test: lint
 	$(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 serve: install
 	$(CLI) serve

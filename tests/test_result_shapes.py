@@ -1,5 +1,9 @@
 """The JSON shapes clients see stay put: every result model's schema equals the snapshot
-taken before answers, summaries and briefings shared one base model."""
+taken before answers, summaries and briefings shared one base model, and the whole
+OpenAPI document equals the one taken before request models were unified.
+
+A deliberate API change regenerates the OpenAPI snapshot with
+``python -m tests.test_result_shapes`` and shows up in review as a diff of that file."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pydantic import BaseModel
 import service.models
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "result_models.json"
+OPENAPI_SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
 
 
 def _ignoring_field_order(schema: Any) -> Any:
@@ -20,7 +25,8 @@ def _ignoring_field_order(schema: Any) -> Any:
     and of the "required" list may change; dicts already compare without order."""
     if isinstance(schema, dict):
         return {
-            k: sorted(v) if k == "required" else _ignoring_field_order(v) for k, v in schema.items()
+            k: sorted(v) if k == "required" and isinstance(v, list) else _ignoring_field_order(v)
+            for k, v in schema.items()
         }
     if isinstance(schema, list):
         return [_ignoring_field_order(v) for v in schema]
@@ -49,3 +55,23 @@ def test_every_result_model_is_snapshotted() -> None:
     }
     # The shared base is never sent on its own; every model a client receives is pinned.
     assert defined - set(SNAPSHOTTED) == {"CitedResult"}
+
+
+def current_openapi() -> dict[str, Any]:
+    import tempfile
+
+    from service.api import create_app
+    from service.settings import Settings
+
+    with tempfile.TemporaryDirectory() as data:
+        settings = Settings(_env_file=None, data_dir=Path(data), llm_base_url=None)
+        return create_app(settings).openapi()
+
+
+def test_the_openapi_document_matches_the_snapshot() -> None:
+    snapshot = json.loads(OPENAPI_SNAPSHOT.read_text("utf-8"))
+    assert _ignoring_field_order(current_openapi()) == _ignoring_field_order(snapshot)
+
+
+if __name__ == "__main__":
+    OPENAPI_SNAPSHOT.write_text(json.dumps(current_openapi(), indent=1, sort_keys=True) + "\n")
