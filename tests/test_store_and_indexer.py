@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.context import Newsdesk
-from tests.conftest import SEEDS
+from service.settings import Settings
+from tests.conftest import SEEDS, HashingEmbedder
 from vectorstore.ingest import make_article, read_paths
 from vectorstore.store import ChromaStore, EmbeddingModelMismatch, StoreWriteTooSlow
 
@@ -207,3 +209,67 @@ def test_keyword_index_follows_ingest_delete_and_restart(make_newsdesk) -> None:
     nd.indexer.index([make_article("Zebras again, now in a new story.", article_id="z2")])
     restarted = make_newsdesk()  # a new process: loads the saved index or rebuilds it
     assert [c.article_id for c, _ in restarted.keyword.search("zebras", 5)] == ["z2"]
+
+
+class _IndexMissing:
+    """The chunks collection as Chroma left it after a SIGKILL: the record (and `get`'s
+    embedding) is there, the HNSW index has no vector for it, so no query returns it."""
+
+    def __init__(self, inner: object, lost: str) -> None:
+        self._inner, self.lost = inner, lost
+        self.upserted: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def query(self, **kwargs: object) -> dict:
+        got = self._inner.query(**kwargs)  # type: ignore[attr-defined]
+        if self.lost not in self.upserted:
+            got["ids"] = [[i for i in row if i != self.lost] for row in got["ids"]]
+        return got
+
+    def upsert(self, *, ids: list[str], **kwargs: object) -> None:
+        self.upserted += ids
+        self._inner.upsert(ids=ids, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_vectors_the_index_lost_are_upserted_again(newsdesk: Newsdesk) -> None:
+    newsdesk.indexer.index(read_paths([SEEDS]))
+    lost = newsdesk.store.chunk_ids(newsdesk.store.article_versions())[3]
+    chunks = _IndexMissing(newsdesk.store.chunks, lost)
+    newsdesk.store.chunks = chunks
+    assert newsdesk.store.restore_missing_vectors() == 1
+    assert chunks.upserted == [lost]
+    assert newsdesk.store.restore_missing_vectors() == 0  # found now: nothing to do
+
+
+def test_only_a_store_whose_last_owner_died_is_checked_for_lost_vectors(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[bool] = []
+    monkeypatch.setattr(
+        ChromaStore, "restore_missing_vectors", lambda self: checked.append(True) or 0
+    )
+    lock = settings.chroma_dir / "newsdesk.lock"
+    for previous, expect in ((None, []), ("closed", []), ("pid 4242, newsdesk serve", [True])):
+        checked.clear()
+        store_dir = settings.data_dir / f"store-{expect}-{previous}"
+        s = settings.model_copy(update={"data_dir": store_dir})
+        s.chroma_dir.mkdir(parents=True)
+        if previous is not None:
+            (s.chroma_dir / lock.name).write_text(previous, "utf-8")
+        ChromaStore(s.store_config(), HashingEmbedder.model_id, 384)
+        assert checked == expect, previous
+        # This process now owns it, and says so until it exits cleanly.
+        assert (s.chroma_dir / lock.name).read_text("utf-8").startswith(f"pid {os.getpid()}")
+
+
+def test_the_api_records_a_clean_shutdown_of_the_store(newsdesk: Newsdesk) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    lock = newsdesk.settings.chroma_dir / "newsdesk.lock"
+    with TestClient(create_app(newsdesk=newsdesk)):
+        assert lock.read_text("utf-8").startswith(f"pid {os.getpid()}")
+    assert lock.read_text("utf-8") == "closed"

@@ -20,10 +20,12 @@ with a clear error instead of silently serving stale or broken reads.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import functools
 import inspect
+import logging
 import os
 import shutil
 import sys
@@ -42,7 +44,12 @@ from vectorstore.chunk import Chunk
 from vectorstore.config import StoreConfig
 from vectorstore.ingest import Article, published_timestamp
 
+log = logging.getLogger(__name__)
 VERSION_CHARS = 16
+# Twice Chroma's default hnsw:sync_threshold plus a batch: the vectors added since the
+# index was last persisted are the newest ones, give or take concurrent writers' clocks.
+RESTORE_CHECK_NEWEST = 2500
+RESTORE_CHECK_BATCH = 100
 
 
 class StoreError(RuntimeError):
@@ -235,11 +242,16 @@ def _disk_full(exc: BaseException) -> bool:
 _held_locks: dict[str, tuple[int, int]] = {}
 
 
-def _lock_embedded_dir(directory: Path) -> None:
+CLOSED = b"closed"
+
+
+def _lock_embedded_dir(directory: Path) -> bool:
+    """Take the one-process lock; True when the previous owner died without closing (its
+    pid is still in the lock file), which is when Chroma may have lost vectors."""
     key = str(directory.resolve())
     held = _held_locks.get(key)
     if held and held[0] == os.getpid():
-        return
+        return False
     path = directory / "newsdesk.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -255,10 +267,21 @@ def _lock_embedded_dir(directory: Path) -> None:
             "POST /v1/articles), or run a Chroma server (NEWSDESK_CHROMA_HOST) that every "
             "process shares."
         ) from None
+    previous = os.pread(fd, 512, 0).strip()
     os.ftruncate(fd, 0)
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
     os.pwrite(fd, f"pid {os.getpid()}, {command}".encode(), 0)
     _held_locks[key] = (os.getpid(), fd)
+    # Runs on a normal exit and after uvicorn's SIGTERM shutdown; not after SIGKILL, which
+    # is exactly the case the next owner must check for.
+    atexit.register(_mark_closed, fd)
+    return bool(previous) and previous != CLOSED
+
+
+def _mark_closed(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, CLOSED, 0)
 
 
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +327,7 @@ class ChromaStore:
         self.embedding_model = embedding_model
         self.dimension = dimension
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        unclean = False
         try:
             if config.chroma_host:
                 self.client = chromadb.HttpClient(
@@ -311,7 +335,7 @@ class ChromaStore:
                 )
             else:
                 config.chroma_dir.mkdir(parents=True, exist_ok=True)
-                _lock_embedded_dir(config.chroma_dir)
+                unclean = _lock_embedded_dir(config.chroma_dir)
                 self.client = chromadb.PersistentClient(
                     path=str(config.chroma_dir), settings=chroma_settings
                 )
@@ -332,6 +356,10 @@ class ChromaStore:
         )
         self.max_batch = max(1, min(self.client.get_max_batch_size(), 2000))
         self._last_repair: float | None = None
+        if unclean:
+            restored = self.restore_missing_vectors()
+            if restored:
+                log.warning("restored %d chunk vectors lost when the last owner died", restored)
 
     def _collection(self, name: str, meta: dict[str, Any]) -> Any:
         # No embedding function: vectors always come from our own embedder, and Chroma's
@@ -348,6 +376,16 @@ class ChromaStore:
                 "into an empty store."
             )
         return collection
+
+    def close(self) -> None:
+        """Record a clean shutdown of the embedded store, so its next owner skips the
+        lost-vector check. Needed besides atexit: uvicorn re-raises SIGTERM after its
+        graceful shutdown, and a process ended by a signal runs no atexit handlers."""
+        if self.config.chroma_host:
+            return
+        held = _held_locks.get(str(self.config.chroma_dir.resolve()))
+        if held and held[0] == os.getpid():
+            _mark_closed(held[1])
 
     def heartbeat(self) -> bool:
         try:
@@ -562,6 +600,51 @@ class ChromaStore:
         # leaves no orphan to betray it, and readers would keep their stale keyword index.
         self.bump_generation()
         return len(orphans)
+
+    # ---- vectors lost in a crash ---------------------------------------------------------
+
+    def restore_missing_vectors(self, newest: int = RESTORE_CHECK_NEWEST) -> int:
+        """Put back chunk vectors that Chroma's HNSW index lost while keeping the records.
+
+        Chroma 1.5's embedded store persists its HNSW index every ``hnsw:sync_threshold``
+        (1000) additions; after a SIGKILL, some of the vectors added since were missing
+        from the index for good, though ``get`` still returned them with their embedding
+        (bench/chaos.py: 2 of 300 articles over 14 kills), so dense search never found
+        those articles. Upserting the same record adds the vector again. Only the newest
+        chunks can be affected, so only they are checked: each is queried with its own
+        embedding among its article's chunks."""
+        recent = sorted(
+            ((float(m.get("written_at", 0.0)), cid, m) for cid, m in self.iter_chunk_meta()),
+            key=lambda row: row[0],
+            reverse=True,
+        )[:newest]
+        restored = 0
+        for i in range(0, len(recent), RESTORE_CHECK_BATCH):
+            ids = [cid for _, cid, _ in recent[i : i + RESTORE_CHECK_BATCH]]
+            got = self.chunks.get(ids=ids, include=["embeddings", "documents", "metadatas"])
+            if not got["ids"]:
+                continue
+            vectors = [np.asarray(v, dtype=np.float32) for v in got["embeddings"]]
+            articles = sorted({m["article_id"] for m in got["metadatas"]})
+            found = self.chunks.query(
+                query_embeddings=vectors,
+                # Identical texts (an article's orphaned older versions) tie at distance 0.
+                n_results=10,
+                where={"article_id": {"$in": articles}}
+                if len(articles) > 1
+                else {"article_id": articles[0]},
+                include=["distances"],
+            )["ids"]
+            lost = [k for k, cid in enumerate(got["ids"]) if cid not in found[k]]
+            if lost:
+                self.chunks.upsert(
+                    ids=[got["ids"][k] for k in lost],
+                    embeddings=[vectors[k] for k in lost],
+                    documents=[got["documents"][k] for k in lost],
+                    metadatas=[got["metadatas"][k] for k in lost],
+                )
+                restored += len(lost)
+        return restored
 
     # ---- disk space -------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
             # request, so a CLI started beside the server is the one refused, not the server.
             _ = app.state.newsdesk.store
         yield
+        if "store" in vars(app.state.newsdesk):  # opened: a cached_property
+            app.state.newsdesk.store.close()
 
     app = NewsdeskAPI(
         title="Newsdesk",
