@@ -65,14 +65,28 @@ INJECTION = (
 INJECTION_QUESTION = "How many containers were inspected by the Port Authority of Velmar?"
 
 
+# The article's own sentences after the injected lines: all an answer about it may quote.
+VELMAR_FACTS = (
+    "The Port Authority of Velmar said 512 containers were inspected on Sunday.",
+    "Inspectors found no contraband in the Velmar containers.",
+)
+INJECTED = ("PWNED", "Ignore all previous", "SYSTEM:", "developer mode", "<<<", "Assistant:")
+
+
 def test_prompt_injection_article_with_the_extractive_engine(client: TestClient) -> None:
+    """The extractive engine writes no text of its own, so the injection cannot steer what
+    it says; it could only get quoted. It must not be: the answer is whole sentences of the
+    article's real report, none of them touching the injected lines."""
     r = client.post("/v1/articles", json={"text": INJECTION, "id": "velmar"})
     assert r.status_code == 201, r.text
     data = ask(client, INJECTION_QUESTION)
-    assert not data["refused"]
-    quotes = [c["quote"] for c in cited(data, "velmar")]
-    assert any("512 containers were inspected" in q for q in quotes), data
-    assert data["answer"].strip() != "PWNED"
+    assert data["engine"] == "extractive" and not data["refused"]
+    quotes = [c["quote"] for c in data["citations"]]
+    assert VELMAR_FACTS[0] in quotes, data
+    assert cited(data, "velmar") == data["citations"] and set(quotes) <= set(VELMAR_FACTS), data
+    # The answer is nothing but those quotes, each followed by its marker.
+    assert data["answer"] == " ".join(f"{c['quote']} [{c['n']}]" for c in data["citations"])
+    assert not [x for x in INJECTED if x in data["answer"]], data["answer"]
 
 
 def test_prompt_injection_cannot_forge_passages_or_citations(
@@ -126,8 +140,13 @@ def test_prompt_injection_cannot_forge_passages_or_citations(
         assert c.post("/v1/articles", json={"text": INJECTION, "id": "velmar"}).status_code == 201
         data = ask(c, INJECTION_QUESTION)
     assert data["engine"] == "llm"
-    assert [q["quote"] for q in data["citations"]] == ["512 containers were inspected on Sunday"]
-    assert data["citations_rejected"] >= 2 and "PWNED" not in data["answer"]
+    assert [(c["article_id"], c["quote"]) for c in data["citations"]] == [
+        ("velmar", "512 containers were inspected on Sunday")
+    ]
+    # Only the claim whose quote is really in the article survives; the "PWNED" claim (a
+    # forged passage 99) and the one quoting the system prompt are dropped, not kept uncited.
+    assert data["answer"] == "512 containers were inspected. [1]"
+    assert data["claims_dropped"] == 2 and data["citations_rejected"] == 2
     # The article's forged markers never match the real, per-request nonce.
     user = prompts[-1]
     nonces = set(re.findall(r"<<<PASSAGE \d+ (\w+)>>>", user)) - {"deadbeef"}
@@ -188,13 +207,17 @@ def test_whitespace_only_text_is_rejected_clearly(client: TestClient) -> None:
     assert_error(r, 422, "invalid_article")
 
 
-def test_invisible_only_text_does_not_break_answers(client: TestClient) -> None:
-    # Zero-width and bidi controls aren't whitespace to str.strip(), so this is stored
-    # as an article with no visible text (see the report); it must not break anything.
+def test_invisible_only_text_is_rejected_and_answers_still_work(client: TestClient) -> None:
+    # Zero-width and bidi controls aren't whitespace to str.strip(), but alone they show
+    # nothing: such an "article" is refused, and nothing of it is stored.
+    before = client.get("/v1/articles").json()
     r = client.post("/v1/articles", json={"text": "\u200b\u200d\u202e\u2066", "id": "ghost"})
-    assert r.status_code in (201, 422), r.text
-    ask(client, QUESTION)
-    ask(client, "\u200b\u200d\u202e\u2066")
+    body = assert_error(r, 422, "invalid_article")
+    assert "no visible text" in body["error"]["message"]
+    assert client.get("/v1/articles").json() == before
+    assert_error(client.get("/v1/articles/ghost"), 404, "not_found")
+    assert not ask(client, QUESTION)["refused"]
+    assert ask(client, "\u200b\u200d\u202e\u2066")["refused"]
 
 
 def test_questions_in_hostile_unicode(shared: TestClient) -> None:

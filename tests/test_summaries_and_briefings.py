@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai._base_client
@@ -11,18 +11,75 @@ import respx
 
 from service.brief import BriefingService, BriefRequest
 from service.context import Newsdesk
-from service.neutrality import loaded_terms_in_own_voice
-from service.render import briefing_markdown, summary_markdown
+from service.models import Briefing, Citation, Difference, Point, Summary
+from service.neutrality import attributed_quote, loaded_terms_in_own_voice
+from service.render import briefing_markdown, md_escape, summary_markdown
 from service.summarize import NothingToSummarize, SummaryRequest, SummaryService
 from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL, completion
-from vectorstore.ingest import make_article, read_paths
+from vectorstore.ingest import Article, make_article, read_paths
 
 
 def verified(nd: Newsdesk, citations: list) -> bool:
     return all(
         nd.store.get_article(c.article_id).text[c.start : c.end] == c.quote for c in citations
     )
+
+
+# ---- reading the Markdown back -----------------------------------------------------------
+# Content is escaped onto a single line, so blank lines only ever separate sections.
+
+NO_DIFFERENCES = "- No disagreement between the sources was detected."
+
+
+def blocks(md: str) -> list[list[str]]:
+    """The Markdown's blank-line-separated blocks, each a list of lines."""
+    return [block.split("\n") for block in md.split("\n\n")]
+
+
+def section(md: str, heading: str) -> list[str]:
+    """The lines under ``heading`` up to the next blank line; the heading appears once."""
+    found = [b[1:] for b in blocks(md) if b[0] == heading]
+    assert len(found) == 1, (heading, md)
+    return found[0]
+
+
+def markers(numbers: list[int]) -> str:
+    return "".join(f"[{n}]" for n in numbers)
+
+
+def bullet(p: Point, indent: str = "") -> str:
+    """A point as a list item: its text shown as text, then its citation markers."""
+    return f"{indent}- {md_escape(p.text)} {markers(p.citations)}"
+
+
+def difference_lines(differences: list[Difference]) -> list[str]:
+    lines: list[str] = []
+    for d in differences:
+        lines.append(f"- **{md_escape(d.topic)}**")
+        lines += [bullet(side, "  ") for side in d.sides]
+    return lines
+
+
+def assert_sources_block(md: str, citations: list[Citation]) -> None:
+    """Every citation listed once, in number order, with its article and span."""
+    lines = section(md, "Sources:")
+    assert len(lines) == 2 * len(citations)
+    for c, line in zip(citations, lines[::2], strict=True):
+        assert line.startswith(f"[{c.n}] ") and line.endswith(
+            f" — article {c.article_id}, chars {c.start}–{c.end}"
+        ), (c, line)
+
+
+def cited_everywhere(result: Summary | Briefing) -> set[int]:
+    """Every citation number a point, development, perspective or side refers to."""
+    points: list[Point] = [*(side for d in result.differences for side in d.sides)]
+    if isinstance(result, Summary):
+        points += result.points
+    else:
+        points += [*result.bottom_line, *result.developments, *result.open_questions]
+        points += [x for p in result.perspectives for x in p.points]
+    return {n for p in points for n in p.citations}
 
 
 def test_neutrality_check_finds_loaded_words_in_own_voice_only() -> None:
@@ -45,28 +102,54 @@ def test_extractive_summary_covers_every_seed_with_balanced_verified_citations(
     assert max(b.share for b in s.balance) <= 0.5
     for p in s.points + [side for d in s.differences for side in d.sides]:
         assert loaded_terms_in_own_voice(p.text) == [], p.text
+    assert s.differences, "the seeds describe the same territory from opposite sides"
     for d in s.differences:
         assert len({s.citations[x.citations[0] - 1].article_id for x in d.sides}) >= 2
-    assert "## Where sources differ" in summary_markdown(s)
+    assert cited_everywhere(s) == {c.n for c in s.citations}
+    # The Markdown holds each field's own content, in order, with its citation markers.
+    md = summary_markdown(s)
+    assert blocks(md)[1] == [bullet(p) for p in s.points]
+    assert section(md, "## Where sources differ") == difference_lines(s.differences)
+    assert_sources_block(md, s.citations)
+    # With nothing to report, the sections say so instead of showing nothing.
+    empty = summary_markdown(s.model_copy(update={"points": [], "differences": []}))
+    assert blocks(empty)[1] == ["The sources don't say enough to summarise."]
+    assert section(empty, "## Where sources differ") == [NO_DIFFERENCES]
 
 
 @pytest.mark.model
 def test_briefing_has_every_section_and_labels_undated_articles(seeded: Newsdesk) -> None:
     b = BriefingService(seeded).brief(BriefRequest(topic="the fighting in the Kursk region"))
     assert b.bottom_line and b.developments and b.perspectives and b.sources
+    assert b.differences and b.open_questions
     assert all(d.date is None for d in b.developments)  # the seeds carry no dates
     assert verified(seeded, b.citations)
+    assert cited_everywhere(b) == {c.n for c in b.citations}
+    # Each section holds its own field's points, in order, with their citation markers.
     md = briefing_markdown(b)
-    for heading in (
-        "## Bottom line",
-        "## Key developments",
-        "## Perspectives",
-        "## Where sources differ",
-        "## Open questions",
-        "## Sources read",
-    ):
-        assert heading in md
-    assert "**undated**" in md
+    assert section(md, "## Bottom line") == [bullet(p) for p in b.bottom_line]
+    assert section(md, "## Key developments") == [
+        f"- **undated** — {md_escape(d.text)} {markers(d.citations)}" for d in b.developments
+    ]
+    assert section(md, "## Perspectives") == [
+        line
+        for p in b.perspectives
+        for line in (f"- **{md_escape(p.actor)}**", *(bullet(x, "  ") for x in p.points))
+    ]
+    assert section(md, "## Where sources differ") == difference_lines(b.differences)
+    assert section(md, "## Open questions / what to watch") == [bullet(p) for p in b.open_questions]
+    assert section(md, "## Sources read") == [
+        f"- {md_escape(s.title)} (source unknown, undated) — article {s.article_id}"
+        for s in b.sources
+    ]
+    assert_sources_block(md, b.citations)
+    # Empty sections keep their heading; only "where sources differ" says it found nothing.
+    empty = briefing_markdown(
+        b.model_copy(update={"perspectives": [], "differences": [], "open_questions": []})
+    )
+    assert section(empty, "## Perspectives") == []
+    assert section(empty, "## Where sources differ") == [NO_DIFFERENCES]
+    assert section(empty, "## Open questions / what to watch") == []
     everything = [
         *b.bottom_line,
         *b.developments,
@@ -109,6 +192,84 @@ def test_briefing_orders_developments_by_date_and_respects_as_of(newsdesk: Newsd
         BriefRequest(topic="Riverton flooding", as_of="2024-05-03")
     )
     assert {s.article_id for s in early.sources} == {"a", "b"}
+
+
+# ---- where sources differ ------------------------------------------------------------
+
+GAZETTE_FIGURE = (
+    "Officials said 300 homes were evacuated in Riverton on Monday after the river burst its banks."
+)
+HERALD_FIGURE = (
+    "Only 120 homes were evacuated in Riverton on Monday, the mayor said, as water reached "
+    "the old bridge."
+)
+
+
+def flood_articles(herald_figure: str) -> list[Article]:
+    """Three outlets on one flood; the Gazette and the Herald each give a count of homes."""
+    return [
+        make_article(
+            f"Riverton flood forces evacuations\n\n{GAZETTE_FIGURE} Rescue crews worked "
+            "through the night to reach stranded families.",
+            article_id="gazette",
+            source="Gazette",
+        ),
+        make_article(
+            f"Mayor defends flood response\n\n{herald_figure} Schools across the district "
+            "stayed closed until Wednesday.",
+            article_id="herald",
+            source="Herald",
+        ),
+        make_article(
+            "Riverton waters recede\n\nThe river receded on Friday and residents began "
+            "returning to Riverton, the council said. Volunteers cleared mud from the streets.",
+            article_id="tribune",
+            source="Tribune",
+        ),
+    ]
+
+
+@pytest.fixture(params=["hashing", pytest.param("real", marks=pytest.mark.model)])
+def desk(request: pytest.FixtureRequest, make_newsdesk: Callable[..., Newsdesk]) -> Newsdesk:
+    """An empty store on the fast hashing embedder, and on the real model."""
+    return make_newsdesk(
+        request.getfixturevalue("real_embedder") if request.param == "real" else None
+    )
+
+
+def summary_and_briefing(nd: Newsdesk) -> list[tuple[Summary | Briefing, str]]:
+    s = SummaryService(nd).summarize(SummaryRequest(topic="Riverton flooding"))
+    b = BriefingService(nd).brief(BriefRequest(topic="Riverton flooding"))
+    assert s.engine == b.engine == "extractive"
+    outlets = {"gazette", "herald", "tribune"}
+    assert {c.article_id for c in s.citations} == {x.article_id for x in b.sources} == outlets
+    return [(s, summary_markdown(s)), (b, briefing_markdown(b))]
+
+
+def test_extractive_engine_shows_where_outlets_give_different_figures(desk: Newsdesk) -> None:
+    desk.indexer.index(flood_articles(HERALD_FIGURE))
+    for result, md in summary_and_briefing(desk):
+        assert len(result.differences) == 1, result.differences
+        difference = result.differences[0]
+        assert "home" in difference.topic
+        by_n = {c.n: c for c in result.citations}
+        sides = [by_n[n] for side in difference.sides for n in side.citations]
+        # One side per outlet, each the outlet's own sentence with its figure, verbatim.
+        assert sorted((c.article_id, c.quote) for c in sides) == [
+            ("gazette", GAZETTE_FIGURE),
+            ("herald", HERALD_FIGURE),
+        ]
+        for side, c in zip(difference.sides, sides, strict=True):
+            assert side.text == attributed_quote(c.title, c.source, c.quote)
+        assert verified(desk, result.citations)
+        assert section(md, "## Where sources differ") == difference_lines(result.differences)
+
+
+def test_outlets_giving_the_same_figure_do_not_differ(desk: Newsdesk) -> None:
+    desk.indexer.index(flood_articles(HERALD_FIGURE.replace("120", "300")))
+    for result, md in summary_and_briefing(desk):
+        assert result.differences == []
+        assert section(md, "## Where sources differ") == [NO_DIFFERENCES]
 
 
 def test_summary_of_unknown_articles_is_a_clear_error(newsdesk: Newsdesk) -> None:
