@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -16,12 +16,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.context import Newsdesk
+from service.errors import REPORTED, InvalidRequest, LLMError
 from service.remote_ingest import RemoteIngestError, ingest_through_api
+from service.requests import (
+    MAX_SUMMARY_WORDS,
+    MAX_TOP_K,
+    MIN_SUMMARY_WORDS,
+    AskBody,
+    BriefingBody,
+    Filters,
+    SummaryBody,
+    parse_request,
+)
 from service.settings import Settings
-from vectorstore.ingest import expand_paths, read_paths
-from vectorstore.store import ArticleFilter, StoreError
+from vectorstore.ingest import expand_paths, normalize_published_at, read_paths
+from vectorstore.store import StoreError
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 app = typer.Typer(help="Cited news answers, summaries and briefings.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
@@ -50,10 +62,60 @@ def _newsdesk() -> Newsdesk:
         raise
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     # soft_wrap: one readable line, however narrow the terminal.
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+# The options dates come from (as a request's own field or in its filters): a bad one is
+# reported under the option's name.
+_DATE_OPTIONS = {"as_of": "--as-of", "published_after": "--after", "published_before": "--before"}
+
+
+def _error_line(exc: Exception) -> str:
+    if isinstance(exc, InvalidRequest) and exc.field:
+        option = _DATE_OPTIONS.get(exc.field.rsplit(".", 1)[-1])
+        if option:
+            return f"{option} must be an ISO 8601 date, got '{exc.value}'"
+    if isinstance(exc, LLMError):
+        return f"{exc.code}: {exc}"
+    return str(exc)
+
+
+def _reported(call: Callable[[], R]) -> R:
+    """``call()``, with the service's errors (service/errors.py) as one readable line and
+    exit status 1."""
+    try:
+        return call()
+    except REPORTED as exc:
+        _fail(_error_line(exc))
+
+
+def _request(model: type[M], **fields: Any) -> M:
+    """A request model from the command's options, checked as the API checks a body."""
+    return _reported(lambda: parse_request(model, **fields))
+
+
+def _date(value: str | None) -> str | None:
+    # Read as ingest reads published_at, as this command always has (a space for the T,
+    # compact forms), then checked by the model; what isn't a date reaches it as typed,
+    # so the error quotes it.
+    return normalize_published_at(value) or value or None
+
+
+def _filters(
+    article_ids: list[str] | None,
+    sources: list[str] | None,
+    after: str | None,
+    before: str | None,
+) -> dict[str, Any]:
+    return {
+        "article_ids": article_ids or None,
+        "sources": sources or None,
+        "published_after": _date(after),
+        "published_before": _date(before),
+    }
 
 
 def _print_json(data: Any) -> None:
@@ -194,25 +256,6 @@ def list_articles(as_json: JsonFlag = False) -> None:
     out.print(f"{len(rows)} articles")
 
 
-def _filters(
-    article_ids: list[str] | None,
-    sources: list[str] | None,
-    after: str | None,
-    before: str | None,
-) -> ArticleFilter:
-    from vectorstore.ingest import normalize_published_at
-
-    for label, value in (("--after", after), ("--before", before)):
-        if value and normalize_published_at(value) is None:
-            _fail(f"{label} must be an ISO 8601 date, got '{value}'")
-    return ArticleFilter(
-        article_ids=tuple(article_ids) if article_ids else None,
-        sources=tuple(sources) if sources else None,
-        published_after=normalize_published_at(after),
-        published_before=normalize_published_at(before),
-    )
-
-
 @app.command()
 def search(
     query: str,
@@ -229,13 +272,16 @@ def search(
         _fail("--mode must be hybrid, dense or keyword")
     if not query.strip():
         _fail("the query is empty")
+    filters = _request(Filters, **_filters(article_ids, sources, after, before))
     newsdesk = _newsdesk()
-    filters = _filters(article_ids, sources, after, before)
-    try:
-        hits = newsdesk.retriever.search(query, top_k=top_k, filters=filters, mode=mode)  # type: ignore[arg-type]
-    except StoreError as exc:
-        _fail(str(exc))
-        return
+    hits = _reported(
+        lambda: newsdesk.retriever.search(
+            query,
+            top_k=top_k,
+            filters=filters.to_article_filter(),
+            mode=mode,  # type: ignore[arg-type]
+        )
+    )
     rows = [
         {
             "article_id": h.chunk.article_id,
@@ -263,26 +309,10 @@ def search(
         out.print()
 
 
-def _engine_errors(func):  # type: ignore[no-untyped-def]
-    """Run a service call, turning expected failures into one readable line."""
-    from service.llm import LLMError
-    from service.summarize import NothingToSummarize
-
-    try:
-        return func()
-    except NothingToSummarize as exc:
-        _fail(str(exc))
-    except LLMError as exc:
-        _fail(f"{exc.code}: {exc}")
-    except StoreError as exc:
-        _fail(str(exc))
-    return None
-
-
 @app.command()
 def ask(
     question: str,
-    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50)] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)] = None,
     article_ids: Annotated[list[str] | None, typer.Option("--article", help="Only these.")] = None,
     sources: Annotated[list[str] | None, typer.Option("--source")] = None,
     after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
@@ -290,16 +320,17 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """Answer a question with verified, numbered citations."""
-    from service.answer import AnswerService, Question
+    from service.answer import AnswerService
     from service.render import answer_markdown
 
-    if not question.strip():
-        _fail("the question is empty")
-    newsdesk = _newsdesk()
-    filters = _filters(article_ids, sources, after, before)
-    result = _engine_errors(
-        lambda: AnswerService(newsdesk).answer(Question(question, filters=filters, top_k=top_k))
+    req = _request(
+        AskBody,
+        question=question,
+        filters=_filters(article_ids, sources, after, before),
+        top_k=top_k,
     )
+    newsdesk = _newsdesk()
+    result = _reported(lambda: AnswerService(newsdesk).answer(req))
     _print_result(result, answer_markdown, as_json)
 
 
@@ -309,16 +340,18 @@ def summarize(
     article_ids: Annotated[
         list[str] | None, typer.Option("--articles", help="Article ids.")
     ] = None,
-    max_words: Annotated[int, typer.Option(min=30, max=2000)] = 250,
+    max_words: Annotated[
+        int, typer.Option(min=MIN_SUMMARY_WORDS, max=MAX_SUMMARY_WORDS)
+    ] = SummaryBody.model_fields["max_words"].default,
     as_json: JsonFlag = False,
 ) -> None:
     """A neutral summary across articles, every point cited, with where sources differ."""
     from service.render import summary_markdown
-    from service.summarize import SummaryRequest, SummaryService
+    from service.summarize import SummaryService
 
+    req = _request(SummaryBody, topic=topic, article_ids=article_ids, max_words=max_words)
     newsdesk = _newsdesk()
-    req = SummaryRequest(topic=topic, article_ids=article_ids, max_words=max_words)
-    result = _engine_errors(lambda: SummaryService(newsdesk).summarize(req))
+    result = _reported(lambda: SummaryService(newsdesk).summarize(req))
     _print_result(result, summary_markdown, as_json)
 
 
@@ -330,17 +363,12 @@ def brief(
     as_json: JsonFlag = False,
 ) -> None:
     """A briefing: bottom line, developments, perspectives, differences, open questions."""
-    from service.brief import BriefingService, BriefRequest
+    from service.brief import BriefingService
     from service.render import briefing_markdown
-    from vectorstore.ingest import normalize_published_at
 
-    if not topic.strip():
-        _fail("the topic is empty")
-    if as_of and normalize_published_at(as_of) is None:
-        _fail(f"--as-of must be an ISO 8601 date, got '{as_of}'")
+    req = _request(BriefingBody, topic=topic, as_of=_date(as_of), audience=audience)
     newsdesk = _newsdesk()
-    req = BriefRequest(topic=topic, as_of=normalize_published_at(as_of), audience=audience)
-    result = _engine_errors(lambda: BriefingService(newsdesk).brief(req))
+    result = _reported(lambda: BriefingService(newsdesk).brief(req))
     _print_result(result, briefing_markdown, as_json)
 
 

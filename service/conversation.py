@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from service.llm import LLMClient, LLMError
 from service.models import Usage
 from service.prompts import load_prompt
+from service.requests import HistoryMessage
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,7 @@ _FOLLOW_UP = re.compile(
 )
 
 
-@dataclass
-class Message:
-    role: str  # "user" or "assistant"
-    content: str
-
-
-def previous_user_question(history: list[Message]) -> str | None:
+def previous_user_question(history: list[HistoryMessage]) -> str | None:
     for message in reversed(history):
         if message.role == "user" and message.content.strip():
             return message.content.strip()
@@ -51,7 +45,7 @@ def looks_like_follow_up(question: str) -> bool:
 
 
 def condense(
-    llm: LLMClient | None, question: str, history: list[Message]
+    llm: LLMClient | None, question: str, history: list[HistoryMessage]
 ) -> tuple[str, str, Usage]:
     """Standalone question for retrieval, the context to keep, and LLM usage.
 

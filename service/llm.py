@@ -3,8 +3,8 @@
 OpenAI, vLLM, Ollama, llama.cpp and Azure all speak ``/chat/completions``, but they
 differ in what they accept (structured output above all) and in how tidy their JSON
 is. This module hides those differences behind one call, ``LLMClient.complete_json``,
-and a small set of errors with stable ``code`` strings the API and the Slack bot can
-show or branch on.
+and the LLM errors of service/errors.py, whose stable ``code`` strings the API and the
+Slack bot show or branch on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 
+from service.errors import LLMAuthError, LLMBadResponse, LLMError, LLMUnavailable
 from service.models import Usage
 from service.settings import Settings
 
@@ -37,42 +38,6 @@ _MAX_DETAIL_CHARS = 300
 # Words servers use when they reject ``response_format``; vLLM, llama.cpp and older
 # Ollama builds phrase it differently, so match loosely.
 _STRUCTURED_OUTPUT_HINTS = ("response_format", "response format", "json_schema", "json schema")
-
-
-class LLMError(Exception):
-    """Base of every error this module raises; ``code`` is stable for clients to match."""
-
-    code: str = "llm_error"
-
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-
-
-class LLMUnavailable(LLMError):
-    """Endpoint down, unreachable, too slow, overloaded or erroring after the SDK's retries."""
-
-    code = "llm_unavailable"
-
-
-class LLMAuthError(LLMError):
-    """The endpoint refused our credentials (401/403), or none were configured."""
-
-    code = "llm_auth"
-
-
-class LLMBadResponse(LLMError):
-    """The model answered, but not with the JSON object we asked for."""
-
-    code = "llm_bad_response"
-
-    def __init__(
-        self, message: str, *, raw: str | None = None, status_code: int | None = None
-    ) -> None:
-        super().__init__(message, status_code=status_code)
-        # Kept off the message: replies can be long, but callers may want to log them.
-        self.raw = raw
 
 
 @dataclass

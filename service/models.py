@@ -1,4 +1,5 @@
-"""Pydantic shapes shared by the HTTP API, the Slack bot and the CLI."""
+"""The result shapes shared by the HTTP API, the Slack bot and the CLI (what they ask
+for is in service/requests.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 EngineName = Literal["llm", "extractive"]
-
-# Request limits shared by every front end (HTTP API, Slack, CLI).
-MAX_QUESTION_CHARS = 2000
-MAX_HISTORY_MESSAGES = 40
-MAX_TOP_K = 50
 
 
 class Citation(BaseModel):

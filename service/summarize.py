@@ -5,32 +5,28 @@ select articles -> engine (which verifies and balances) -> respond.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from service.articles import select_articles
+from service.articles import resolve_filters, select_articles
 from service.context import Newsdesk
-from service.engines.protocol import NothingToSummarize, SummaryJob
+from service.engines.protocol import SummaryJob
+from service.errors import NothingFound
 from service.models import Summary
-from vectorstore.store import ArticleFilter
+from service.requests import SummaryBody
 
+# Older names of the request model and of NothingFound, still imported by callers.
+SummaryRequest = SummaryBody
+NothingToSummarize = NothingFound
 
-@dataclass
-class SummaryRequest:
-    topic: str | None = None
-    article_ids: list[str] | None = None
-    filters: ArticleFilter | None = None
-    max_words: int = 250
-    max_points: int = 10
+# Points a summary makes at most, as the first version set it.
+MAX_POINTS = 10
 
 
 class SummaryService:
     def __init__(self, newsdesk: Newsdesk) -> None:
         self.nd = newsdesk
 
-    def summarize(self, req: SummaryRequest) -> Summary:
-        articles = select_articles(self.nd, req.topic, req.article_ids, req.filters)
+    def summarize(self, req: SummaryBody) -> Summary:
+        filters = resolve_filters(self.nd, req.filters)
+        articles = select_articles(self.nd, req.topic, req.article_ids, filters)
         if not articles:
-            raise NothingToSummarize("no stored article matches the request")
-        return self.nd.engine.summarize(
-            SummaryJob(articles, req.topic, req.max_words, req.max_points)
-        )
+            raise NothingFound("no stored article matches the request")
+        return self.nd.engine.summarize(SummaryJob(articles, req.topic, req.max_words, MAX_POINTS))

@@ -9,9 +9,11 @@ import openai._base_client
 import pytest
 import respx
 
-from service.answer import REFUSAL, AnswerService, Message, Question
+from service.answer import REFUSAL, AnswerService
 from service.context import Newsdesk
 from service.llm import LLMBadResponse
+from service.requests import AskBody as Question
+from service.requests import HistoryMessage as Message
 from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL, completion, sent_messages
 from vectorstore.ingest import make_article, read_paths

@@ -24,14 +24,9 @@ from typer.testing import CliRunner
 import service.cli
 import service.logs
 from service.api import create_app
-from service.api.schemas import (
-    ARTICLE_ID_PATTERN,
-    ARTICLE_TEXT_PATTERN,
-    ISO_DATE_PATTERN,
-    iso_or_none,
-    matches,
-)
+from service.api.schemas import ARTICLE_ID_PATTERN, ARTICLE_TEXT_PATTERN
 from service.context import Newsdesk
+from service.requests import ISO_DATE_PATTERN, iso_or_none, matches
 from tests.conftest import ROOT
 from tests.hardening import QUESTION, assert_error, child_env, end_process, wait_for
 from vectorstore.ingest import IngestError, make_article

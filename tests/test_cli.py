@@ -115,3 +115,39 @@ def test_bad_input_is_one_readable_line_and_nonzero_exit(
     code, _, err = run(*args)
     assert code != 0 and message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ("search", "x", "--after", "yesterday"),
+            "--after must be an ISO 8601 date, got 'yesterday'",
+        ),
+        (
+            ("ask", "x", "--before", "2024-02-30"),
+            "--before must be an ISO 8601 date, got '2024-02-30'",
+        ),
+        (
+            ("brief", "--topic", "x", "--as-of", "soon"),
+            "--as-of must be an ISO 8601 date, got 'soon'",
+        ),
+        (("ask", "  "), "the question is empty"),
+        (("brief", "--topic", " "), "the topic is empty"),
+        (("ask", "x" * 2001), "The question is longer than 2000 characters."),
+        (("ask", "x", "--article", "nope"), "unknown article id(s): nope"),
+    ],
+)
+def test_the_request_models_rules_read_as_the_command_line_words_them(
+    args: tuple[str, ...], line: str
+) -> None:
+    run("ingest", str(SEEDS))
+    code, out, err = run(*args)
+    assert (code, out) == (1, "")
+    assert err == f"error: {line}\n"
+
+
+def test_dates_are_read_as_ingest_reads_them() -> None:
+    run("ingest", str(SEEDS))
+    code, out, _ = run("ask", "How many fled?", "--after", "2024-08-01 09:30", "--json")
+    assert code == 0 and json.loads(out)["refused"]  # the seeds are undated

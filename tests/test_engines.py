@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from service.answer import AnswerService, Message, Question
+from service.answer import AnswerService
 from service.brief import BriefingService, BriefRequest
 from service.context import Newsdesk
 from service.engines.extractive.engine import ExtractiveEngine
@@ -17,6 +17,8 @@ from service.engines.fallback import FallbackEngine
 from service.engines.protocol import AnswerJob, BriefJob, Engine, SummaryJob
 from service.llm import LLMError, LLMUnavailable
 from service.models import Answer, Briefing, CitedResult, EngineName, Summary
+from service.requests import AskBody as Question
+from service.requests import HistoryMessage as Message
 from service.settings import Settings
 from service.summarize import SummaryRequest, SummaryService
 from tests.conftest import SEEDS

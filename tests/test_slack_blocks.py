@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.answer import Message
 from service.models import (
     Answer,
     Briefing,
@@ -20,6 +19,7 @@ from service.models import (
     SourceShare,
     Summary,
 )
+from service.requests import HistoryMessage as Message
 from service.slack.blocks import (
     MAX_BLOCKS,
     REFUSAL,

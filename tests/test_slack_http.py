@@ -27,9 +27,11 @@ from fastapi.testclient import TestClient
 from slack_bolt.adapter.socket_mode.internals import run_bolt_app
 from slack_sdk.socket_mode.request import SocketModeRequest
 
-from service.answer import AnswerService, Message, Question
+from service.answer import AnswerService
 from service.context import Newsdesk
 from service.models import Answer
+from service.requests import AskBody as Question
+from service.requests import HistoryMessage as Message
 from service.settings import Settings
 from service.slack import build_app, mount_slack, socket_mode_handler
 from service.slack.blocks import WORKING

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import chromadb
 import numpy as np
@@ -53,7 +53,11 @@ RESTORE_CHECK_BATCH = 100
 
 
 class StoreError(RuntimeError):
-    """The store cannot be used as configured."""
+    """The store cannot be used as configured. ``code`` is stable, for callers to report
+    and match on (the Newsdesk API answers with it); subclasses without their own say
+    only that the store is unavailable."""
+
+    code: ClassVar[str] = "store_unavailable"
 
 
 class StoreUnavailable(StoreError):
@@ -63,6 +67,8 @@ class StoreUnavailable(StoreError):
 class EmbeddingModelMismatch(StoreError):
     """The collection was built with another embedding model; its vectors would be garbage."""
 
+    code: ClassVar[str] = "embedding_model_mismatch"
+
 
 class StoreLocked(StoreError):
     """Another process has the embedded store open."""
@@ -71,9 +77,13 @@ class StoreLocked(StoreError):
 class StoreFull(StoreError):
     """The disk under the store is (nearly) full; the write was refused, nothing was lost."""
 
+    code: ClassVar[str] = "insufficient_storage"
+
 
 class StoreWriteTooSlow(StoreError):
     """A write took longer than the repair lease; switching to its chunks is not safe."""
+
+    code: ClassVar[str] = "store_busy"
 
 
 @dataclass(frozen=True)

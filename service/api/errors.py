@@ -16,9 +16,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
-from service.llm import LLMAuthError, LLMError
-from service.summarize import NothingToSummarize
-from vectorstore.store import EmbeddingModelMismatch, StoreError, StoreFull, StoreWriteTooSlow
+from service.errors import LLMError, NewsdeskError
+from vectorstore.store import StoreError
 
 log = logging.getLogger("newsdesk.api")
 
@@ -53,6 +52,45 @@ def error_response(
     if details:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+# The status of each code in the service's error taxonomy (service/errors.py). Its
+# InvalidRequest is a 400: what FastAPI finds wrong in a body is a 422 (below).
+STATUS_OF_CODE = {
+    "invalid_request": 400,
+    "question_too_long": 400,
+    "unknown_article": 400,
+    "nothing_found": 404,
+    "nothing_ingested": 404,
+    "llm_auth": 502,
+    "llm_error": 503,
+    "llm_unavailable": 503,
+    "llm_bad_response": 503,
+    "store_unavailable": 503,
+    "store_busy": 503,
+    "insufficient_storage": 507,
+    "embedding_model_mismatch": 500,
+}
+# Whose own message says more than a client should see (paths, hosts).
+_PUBLIC_MESSAGE = {
+    "store_unavailable": "The article store is unavailable; try again shortly.",
+}
+# A busy store clears once the slow write ends.
+_HEADERS = {"store_busy": {"Retry-After": "5"}}
+
+
+def reported_error_response(exc: NewsdeskError | StoreError) -> JSONResponse:
+    """The API's answer to an error of the service's taxonomy."""
+    if isinstance(exc, LLMError):
+        log.warning("llm error: %s", exc.code)
+    elif isinstance(exc, StoreError):
+        log.warning("store error: %s", exc)
+    return error_response(
+        STATUS_OF_CODE.get(exc.code, 500),
+        exc.code,
+        _PUBLIC_MESSAGE.get(exc.code, str(exc)),
+        headers=_HEADERS.get(exc.code),
+    )
 
 
 _STATUS_CODES = {
@@ -126,30 +164,10 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return error_response(exc.status_code, code, message, headers=headers)
 
-    @app.exception_handler(NothingToSummarize)
-    async def _nothing(_: Request, exc: NothingToSummarize) -> JSONResponse:
-        status = 400 if "unknown article" in str(exc) else 404
-        code = "unknown_article" if status == 400 else "nothing_found"
-        return error_response(status, code, str(exc))
-
-    @app.exception_handler(LLMError)
-    async def _llm(_: Request, exc: LLMError) -> JSONResponse:
-        log.warning("llm error: %s", exc.code)
-        status = 502 if isinstance(exc, LLMAuthError) else 503
-        return error_response(status, exc.code, str(exc))
-
+    @app.exception_handler(NewsdeskError)
     @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        log.warning("store error: %s", exc)
-        if isinstance(exc, EmbeddingModelMismatch):
-            return error_response(500, "embedding_model_mismatch", str(exc))
-        if isinstance(exc, StoreFull):
-            return error_response(507, "insufficient_storage", str(exc))
-        if isinstance(exc, StoreWriteTooSlow):
-            return error_response(503, "store_busy", str(exc), headers={"Retry-After": "5"})
-        return error_response(
-            503, "store_unavailable", "The article store is unavailable; try again shortly."
-        )
+    async def _reported(_: Request, exc: NewsdeskError | StoreError) -> JSONResponse:
+        return reported_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from service.models import Usage
+from service.models import CitedResult
 
 
 class Metrics:
@@ -39,11 +39,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def record(
-        self, kind: str, engine: str, refused: bool, usage: Usage, verified: int, rejected: int
-    ) -> None:
-        self.answers.labels(kind, engine, str(refused).lower()).inc()
-        self.llm_tokens.labels("prompt").inc(usage.prompt_tokens)
-        self.llm_tokens.labels("completion").inc(usage.completion_tokens)
-        self.citations.labels("verified").inc(verified)
-        self.citations.labels("rejected").inc(rejected)
+    def record(self, kind: str, result: CitedResult) -> None:
+        """An answer, summary or briefing served: by engine, what it cost, what was cited."""
+        self.answers.labels(kind, result.engine, str(result.refused).lower()).inc()
+        self.llm_tokens.labels("prompt").inc(result.usage.prompt_tokens)
+        self.llm_tokens.labels("completion").inc(result.usage.completion_tokens)
+        self.citations.labels("verified").inc(result.citations_verified)
+        self.citations.labels("rejected").inc(result.citations_rejected)

@@ -1,4 +1,6 @@
-"""Request and response bodies at the HTTP edge.
+"""Bodies only the HTTP API has: articles in and out, spans, and the OpenAI-compatible
+chat completion. The features' requests are service/requests.py's models, shared with the
+command line and Slack.
 
 Every rule the server enforces on a field is also in the OpenAPI schema (a pattern
 where a length or an enum is not enough), so a client or a fuzzer generating from the
@@ -7,40 +9,20 @@ schema sends what the server accepts, and nothing else.
 
 from __future__ import annotations
 
-import re
 import sys
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from service.models import (
+from service.errors import InvalidRequest
+from service.models import Citation, Usage
+from service.requests import (
     MAX_HISTORY_MESSAGES,
     MAX_QUESTION_CHARS,
-    MAX_TOP_K,
-    Citation,
-    Usage,
-)
-from vectorstore.ingest import normalize_published_at
-
-# ISO 8601 as the server reads it: a calendar date (leap years included, so the schema
-# never admits 2023-02-29), optionally a time and a UTC offset. Digits are [0-9], not
-# \d, which in Python also matches other scripts' digits that dates don't accept.
-_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-_MONTH_DAY = (
-    "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
-    "|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-    "|02-(0[1-9]|1[0-9]|2[0-8]))"
-)
-_LEAP_DAY = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29"
-_TIME = (
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
-    "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?"
-)
-ISO_DATE_PATTERN = f"^({_YEAR}-{_MONTH_DAY}|{_LEAP_DAY}){_TIME}$"
-ISO_DATE_DESCRIPTION = (
-    "ISO 8601 date (2024-03-01) or date-time (2024-03-01T09:30, 2024-03-01T09:30:00Z, "
-    "2024-03-01T09:30:00+02:00)."
+    AskBody,
+    HistoryMessage,
+    parse_request,
 )
 
 
@@ -73,109 +55,6 @@ ARTICLE_TEXT_PATTERN = rf"^[^\x00]*[^{_invisible_class()}][^\x00]*$"
 # URL), and no slash, backslash or newline. Blank means none: the id is derived. So:
 # whitespace, then a core that starts and ends with a visible character, then whitespace.
 ARTICLE_ID_PATTERN = r"^\s*(?!\.\.?\s*$)([^\s/\\]([^/\\\n]*[^\s/\\])?)?\s*$"
-# str.strip()'s whitespace is what _not_blank refuses.
-NOT_BLANK_PATTERN = r"\S"
-
-
-def matches(pattern: str, value: str) -> bool:
-    """JSON Schema's reading of ``pattern``: a search, not a full match."""
-    return re.search(pattern, value) is not None
-
-
-def iso_or_none(value: str) -> str | None:
-    """The normalised date, or None when ``value`` is not what ISO_DATE_PATTERN allows."""
-    return normalize_published_at(value) if matches(ISO_DATE_PATTERN, value) else None
-
-
-def _iso(value: str) -> str:
-    iso = iso_or_none(value)
-    if iso is None:
-        raise ValueError("must be an ISO 8601 date or date-time")
-    return iso
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _json_integer(value: Any) -> Any:
-    # Pydantic's lax int also takes "5" and true, which the schema's "integer" refuses;
-    # 5.0 is an integer to JSON Schema, so numbers go on to int's own check.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be an integer")
-    return value
-
-
-IsoDate = Annotated[
-    str,
-    AfterValidator(_iso),
-    Field(
-        description=ISO_DATE_DESCRIPTION,
-        json_schema_extra={"pattern": ISO_DATE_PATTERN},
-    ),
-]
-NonBlank = Annotated[
-    str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK_PATTERN})
-]
-
-
-class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    article_ids: list[str] | None = Field(
-        default=None,
-        max_length=200,
-        description="Ids of stored articles; an id not in the store is a 400 unknown_article.",
-    )
-    sources: list[str] | None = Field(default=None, max_length=50)
-    published_after: IsoDate | None = None
-    published_before: IsoDate | None = None
-
-
-class HistoryMessage(BaseModel):
-    role: Literal["user", "assistant"]
-    content: str = Field(max_length=20_000)
-
-
-class AskBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"question": "How many people fled Kursk?"}]},
-    )
-
-    question: NonBlank = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    history: list[HistoryMessage] = Field(default_factory=list, max_length=MAX_HISTORY_MESSAGES)
-    filters: Filters | None = None
-    # Constraints before the validator, or the schema says "ge" instead of "minimum".
-    top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_json_integer)] | None = None
-
-
-class SummaryBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"topic": "Kursk", "max_words": 150}]}
-    )
-
-    topic: str | None = Field(default=None, max_length=MAX_QUESTION_CHARS)
-    article_ids: list[str] | None = Field(
-        default=None,
-        max_length=50,
-        description="Ids of stored articles; an id not in the store is a 400 unknown_article.",
-    )
-    filters: Filters | None = None
-    max_words: Annotated[int, Field(ge=30, le=2000), BeforeValidator(_json_integer)] = 250
-
-
-class BriefingBody(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"topic": "Kursk", "format": "json"}]}
-    )
-
-    topic: NonBlank = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    as_of: IsoDate | None = None
-    audience: str | None = Field(default=None, max_length=200)
-    format: Literal["json", "markdown"] = "json"
 
 
 class ArticleIn(BaseModel):
@@ -308,6 +187,21 @@ class ChatCompletionBody(BaseModel):
     )
     # Strict: lax validation would take 0 and "no", which the schema's boolean refuses.
     stream: bool = Field(default=False, strict=True)
+
+    def to_ask(self) -> AskBody:
+        """The ask request this conversation stands for: its last message the question,
+        the user and assistant turns before it the history (system, tool and developer
+        messages are not part of it). It stays a body of its own, not an AskBody, to take
+        what OpenAI clients send; its question meets AskBody's rules like any other."""
+        turns = [m for m in self.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1].role != "user":
+            raise InvalidRequest("The last message must be from the user.")
+        text = turns[-1].text().strip()
+        # The conversation's own rule: a message of only images has no text to answer.
+        if not text:
+            raise InvalidRequest("The last user message is empty.")
+        history = [HistoryMessage.clipped(m.role, m.text()) for m in turns[:-1]]
+        return parse_request(AskBody, question=text, history=history)
 
 
 class ChatChoiceMessage(BaseModel):

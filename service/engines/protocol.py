@@ -38,10 +38,6 @@ class BriefJob:
     audience: str | None
 
 
-class NothingToSummarize(LookupError):
-    """No stored article matches the request, or none has a sentence to work with."""
-
-
 class Engine(Protocol):
     @property
     def name(self) -> EngineName:

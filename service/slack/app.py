@@ -34,11 +34,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
-from service.answer import AnswerService, Message, Question
-from service.brief import BriefingService, BriefRequest
+from service.answer import AnswerService
+from service.articles import require_articles
+from service.brief import BriefingService
 from service.context import Newsdesk
-from service.llm import LLMError
-from service.models import MAX_HISTORY_MESSAGES, MAX_QUESTION_CHARS, Answer
+from service.errors import InvalidRequest, LLMError, NothingFound, NothingIngested, QuestionTooLong
+from service.models import Answer
+from service.requests import AskBody, BriefingBody, HistoryMessage, SummaryBody, parse_request
 from service.slack.blocks import (
     WORKING,
     Block,
@@ -54,7 +56,7 @@ from service.slack.blocks import (
     text_blocks,
 )
 from service.slack.history import bot_in_thread, slack_to_plain, thread_history
-from service.summarize import NothingToSummarize, SummaryRequest, SummaryService
+from service.summarize import SummaryService
 from vectorstore.store import StoreError
 
 if TYPE_CHECKING:
@@ -80,25 +82,20 @@ MAX_COMMAND_MESSAGES = 4
 MAX_THREAD_MESSAGES = 400
 
 
-class NothingIngested(LookupError):
-    """The store holds no article yet."""
-
-
-class QuestionTooLong(ValueError):
-    """The question is over the length limit."""
-
-
 def friendly_error(exc: BaseException) -> str:
-    """A short message for Slack users; the details go to the log."""
+    """A short message for Slack users, the one place Slack words the service's errors
+    (service/errors.py); the details go to the log."""
     if isinstance(exc, NothingIngested):
         return (
             ":card_index_dividers: No articles have been ingested yet, so there is nothing to "
             "answer from. Add some with `newsdesk ingest` or `POST /v1/articles`."
         )
-    if isinstance(exc, NothingToSummarize):
+    if isinstance(exc, NothingFound):
         return ":mag: I couldn't find any ingested articles about that topic."
     if isinstance(exc, QuestionTooLong):
-        return f":scissors: That's too long for me: please keep it under {exc.args[0]} characters."
+        return f":scissors: That's too long for me: please keep it under {exc.limit} characters."
+    if isinstance(exc, InvalidRequest):
+        return f":warning: I can't take that request: {escape(str(exc))}"
     if isinstance(exc, LLMError):
         return (
             ":warning: The language model isn't reachable right now, so I couldn't answer. "
@@ -113,7 +110,7 @@ def friendly_error(exc: BaseException) -> str:
 
 
 def _log_failure(what: str, exc: BaseException) -> None:
-    if isinstance(exc, NothingToSummarize | NothingIngested | QuestionTooLong):
+    if isinstance(exc, NothingFound | InvalidRequest):
         log.info("slack %s: %s", what, exc)
     elif isinstance(exc, LLMError | StoreError):
         log.warning("slack %s failed: %s: %s", what, type(exc).__name__, exc)
@@ -152,18 +149,13 @@ class SlackBot:
 
     # ---- the work -----------------------------------------------------------------
 
-    def _check(self, text: str) -> None:
-        limit = MAX_QUESTION_CHARS
-        if len(text) > limit:
-            raise QuestionTooLong(limit)
-        if self.nd.store.count_articles() == 0:
-            raise NothingIngested("no article has been ingested")
+    def answer(self, text: str, history: list[HistoryMessage]) -> Answer:
+        question = parse_request(AskBody, question=text, history=history)
+        # Said up front here: an empty store would otherwise read as "not covered".
+        require_articles(self.nd)
+        return self.answers.answer(question)
 
-    def answer(self, text: str, history: list[Message]) -> Answer:
-        self._check(text)
-        return self.answers.answer(Question(text=text, history=history))
-
-    def _answer_message(self, text: str, history: list[Message]) -> tuple[list[Block], str]:
+    def _answer_message(self, text: str, history: list[HistoryMessage]) -> tuple[list[Block], str]:
         started = time.perf_counter()
         answer = self.answer(text, history)
         log.info(
@@ -235,7 +227,7 @@ class SlackBot:
         channel, ts = event["channel"], event["ts"]
         thread_ts = event.get("thread_ts") or ts
         bot_user_id, bot_id = context.bot_user_id, context.bot_id
-        history: list[Message] = []
+        history: list[HistoryMessage] = []
         if thread_ts != ts:
             try:
                 replies = self._replies(client, channel, thread_ts)
@@ -251,7 +243,6 @@ class SlackBot:
                 bot_user_id=bot_user_id,
                 bot_id=bot_id,
                 before_ts=ts,
-                limit=MAX_HISTORY_MESSAGES,
             )
         elif only_if_bot_in_thread:
             return
@@ -393,16 +384,18 @@ class SlackBot:
             self._respond(respond, response_type, blocks_part, fallback)
 
     def _summary_message(self, topic: str) -> tuple[list[Block], str]:
-        self._check(topic)
-        summary = self.summaries.summarize(SummaryRequest(topic=topic or None))
+        req = parse_request(SummaryBody, topic=topic or None)
+        require_articles(self.nd)
+        summary = self.summaries.summarize(req)
         blocks = summary_blocks(
             summary, public_url=self.settings.public_url, llm_model=self._llm_model
         )
         return blocks, summary_text(summary)
 
     def _briefing_message(self, topic: str) -> tuple[list[Block], str]:
-        self._check(topic)
-        briefing = self.briefings.brief(BriefRequest(topic=topic))
+        req = parse_request(BriefingBody, topic=topic)
+        require_articles(self.nd)
+        briefing = self.briefings.brief(req)
         blocks = briefing_blocks(
             briefing, public_url=self.settings.public_url, llm_model=self._llm_model
         )

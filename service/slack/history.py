@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from service.answer import Message
+from service.requests import MAX_HISTORY_MESSAGES, HistoryMessage
 from service.slack.blocks import WORKING
 
 # <@U123>, <@U123|name>, <#C123|general>, <!here>, <!subteam^S1|@team>, <https://x|label>
@@ -65,15 +65,15 @@ def thread_history(
     bot_user_id: str | None,
     bot_id: str | None,
     before_ts: str,
-    limit: int = 40,
-) -> list[Message]:
+    limit: int = MAX_HISTORY_MESSAGES,
+) -> list[HistoryMessage]:
     """The thread's messages before ``before_ts`` as user/assistant turns, oldest first.
 
     The bot's messages are the assistant (their ``text`` is the answer); other people are
     the user; other bots, progress placeholders and non-messages are left out.
     """
     cutoff = ts_key(before_ts)
-    turns: list[Message] = []
+    turns: list[HistoryMessage] = []
     for m in messages:
         ts = m.get("ts")
         if not ts or ts_key(ts) >= cutoff or m.get("subtype") not in _TALK_SUBTYPES:
@@ -87,5 +87,5 @@ def thread_history(
         content = slack_to_plain(m.get("text") or "", bot_user_id)
         if not content or (role == "assistant" and content == slack_to_plain(WORKING)):
             continue
-        turns.append(Message(role=role, content=content))
+        turns.append(HistoryMessage.clipped(role, content))
     return turns[-limit:] if limit > 0 else turns

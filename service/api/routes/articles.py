@@ -14,21 +14,19 @@ from starlette.datastructures import UploadFile
 from service.api.deps import NewsdeskDep, charge_for_size
 from service.api.errors import ApiError, ErrorBody
 from service.api.schemas import (
-    ISO_DATE_DESCRIPTION,
-    ISO_DATE_PATTERN,
     ArticleFull,
     ArticleIn,
     ArticleList,
     ArticleMeta,
     IngestResult,
     Span,
-    iso_or_none,
 )
 from service.citations import span_with_context
 from service.context import Newsdesk
+from service.errors import InvalidRequest
+from service.requests import ISO_DATE_DESCRIPTION, ISO_DATE_PATTERN, Filters, parse_request
 from vectorstore.indexer import IngestReport
 from vectorstore.ingest import SUPPORTED_SUFFIXES, IngestError, make_article, read_file
-from vectorstore.store import ArticleFilter
 
 router = APIRouter(tags=["articles"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 429, 503)}
@@ -182,19 +180,17 @@ def list_articles(
         None, description=ISO_DATE_DESCRIPTION, json_schema_extra={"pattern": ISO_DATE_PATTERN}
     ),
 ) -> ArticleList:
-    dates: dict[str, str | None] = {}
-    for name, value in (
-        ("published_after", published_after),
-        ("published_before", published_before),
-    ):
-        dates[name] = None if value is None else iso_or_none(value)
-        if value is not None and dates[name] is None:
-            raise ApiError(422, "invalid_request", f"{name}: must be an ISO 8601 date")
-    flt = ArticleFilter(
-        sources=(source,) if source else None,
-        published_after=dates["published_after"],
-        published_before=dates["published_before"],
-    )
+    try:
+        filters = parse_request(
+            Filters,
+            sources=[source] if source else None,
+            published_after=published_after,
+            published_before=published_before,
+        )
+    except InvalidRequest as exc:
+        # A bad query parameter is a 422, as a bad body is; only a date can be one here.
+        raise ApiError(422, "invalid_request", f"{exc.field}: must be an ISO 8601 date") from exc
+    flt = filters.to_article_filter()
     rows = [
         (aid, meta)
         for aid, meta in newsdesk.store.iter_article_meta()

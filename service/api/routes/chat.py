@@ -17,10 +17,9 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.answer import AnswerService, Message, Question
+from service.answer import AnswerService
 from service.api.deps import MetricsDep, NewsdeskDep
-from service.api.errors import ApiError, ErrorBody
-from service.api.routes.ask import record_answer
+from service.api.errors import ErrorBody
 from service.api.schemas import (
     ChatChoice,
     ChatChoiceMessage,
@@ -29,28 +28,11 @@ from service.api.schemas import (
     NewsdeskExtra,
     chat_usage,
 )
-from service.models import MAX_QUESTION_CHARS, Answer
+from service.models import Answer
 from service.render import answer_markdown
 
 router = APIRouter(tags=["chat"])
 STREAM_PIECE_CHARS = 48
-
-
-def to_question(body: ChatCompletionBody) -> Question:
-    turns = [m for m in body.messages if m.role in ("user", "assistant")]
-    if not turns or turns[-1].role != "user":
-        raise ApiError(400, "invalid_request", "The last message must be from the user.")
-    text = turns[-1].text().strip()
-    if not text:
-        raise ApiError(400, "invalid_request", "The last user message is empty.")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise ApiError(
-            400,
-            "question_too_long",
-            f"The question is longer than {MAX_QUESTION_CHARS} characters.",
-        )
-    history = [Message(m.role, m.text()) for m in turns[:-1]]
-    return Question(text=text, history=history)
 
 
 def completion_body(result: Answer, model: str, cid: str, created: int) -> ChatCompletion:
@@ -115,9 +97,8 @@ async def chat_completions(
     newsdesk: NewsdeskDep,
     metrics: MetricsDep,
 ) -> ChatCompletion | StreamingResponse:
-    question = to_question(body)
-    result = await run_in_threadpool(AnswerService(newsdesk).answer, question)
-    record_answer(metrics, "chat", result)
+    result = await run_in_threadpool(AnswerService(newsdesk).answer, body.to_ask())
+    metrics.record("chat", result)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if body.stream:

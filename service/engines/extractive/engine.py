@@ -21,7 +21,7 @@ from service.engines.extractive.selection import pick_answer_sentences, select_b
 from service.engines.extractive.sentence_roles import actor_of, is_development, is_open_question
 from service.engines.extractive.sentences import Sentence, article_sentences, is_prose
 from service.engines.extractive.vectors import SentenceEmbedder
-from service.engines.protocol import AnswerJob, BriefJob, NothingToSummarize, SummaryJob
+from service.engines.protocol import AnswerJob, BriefJob, SummaryJob
 from service.engines.results import (
     UNDATED,
     answer_result,
@@ -29,6 +29,7 @@ from service.engines.results import (
     briefing_result,
     summary_result,
 )
+from service.errors import NothingFound
 from service.models import (
     Answer,
     Briefing,
@@ -165,7 +166,7 @@ class ExtractiveEngine:
     def brief(self, job: BriefJob) -> Briefing:
         sentences = prose_sentences(job.articles)
         if not sentences:
-            raise NothingToSummarize("the matching articles have no usable sentences")
+            raise NothingFound("the matching articles have no usable sentences")
         vectors = self.embedder.vectors(sentences)
         scores = centrality_scores(vectors, self.embedder.query_vector(job.topic))
         ledger = CitationLedger([])
