@@ -13,9 +13,6 @@ from service.errors import NothingFound
 from service.models import Briefing
 from service.requests import BriefingBody, Filters
 
-# The request model's older name, still imported by callers.
-BriefRequest = BriefingBody
-
 
 class BriefingService:
     def __init__(self, newsdesk: Newsdesk) -> None:

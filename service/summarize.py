@@ -12,10 +12,6 @@ from service.errors import NothingFound
 from service.models import Summary
 from service.requests import SummaryBody
 
-# Older names of the request model and of NothingFound, still imported by callers.
-SummaryRequest = SummaryBody
-NothingToSummarize = NothingFound
-
 # Points a summary makes at most, as the first version set it.
 MAX_POINTS = 10
 

@@ -9,12 +9,14 @@ import openai._base_client
 import pytest
 import respx
 
-from service.brief import BriefingService, BriefRequest
+from service.brief import BriefingService
 from service.context import Newsdesk
+from service.errors import UnknownArticle
 from service.models import Briefing, Citation, Difference, Point, Summary
 from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.render import briefing_markdown, md_escape, summary_markdown
-from service.summarize import NothingToSummarize, SummaryRequest, SummaryService
+from service.requests import BriefingBody, SummaryBody
+from service.summarize import SummaryService
 from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL, completion
 from vectorstore.ingest import Article, make_article, read_paths
@@ -93,7 +95,7 @@ def test_neutrality_check_finds_loaded_words_in_own_voice_only() -> None:
 def test_extractive_summary_covers_every_seed_with_balanced_verified_citations(
     seeded: Newsdesk,
 ) -> None:
-    s = SummaryService(seeded).summarize(SummaryRequest())
+    s = SummaryService(seeded).summarize(SummaryBody())
     assert s.engine == "extractive" and s.points
     assert all(p.citations for p in s.points)
     assert {c.article_id for c in s.citations} == {a for a, _ in seeded.store.iter_article_meta()}
@@ -119,7 +121,7 @@ def test_extractive_summary_covers_every_seed_with_balanced_verified_citations(
 
 @pytest.mark.model
 def test_briefing_has_every_section_and_labels_undated_articles(seeded: Newsdesk) -> None:
-    b = BriefingService(seeded).brief(BriefRequest(topic="the fighting in the Kursk region"))
+    b = BriefingService(seeded).brief(BriefingBody(topic="the fighting in the Kursk region"))
     assert b.bottom_line and b.developments and b.perspectives and b.sources
     assert b.differences and b.open_questions
     assert all(d.date is None for d in b.developments)  # the seeds carry no dates
@@ -185,11 +187,11 @@ def test_briefing_orders_developments_by_date_and_respects_as_of(newsdesk: Newsd
             ),
         ]
     )
-    b = BriefingService(newsdesk).brief(BriefRequest(topic="Riverton flooding"))
+    b = BriefingService(newsdesk).brief(BriefingBody(topic="Riverton flooding"))
     dates = [d.date for d in b.developments]
     assert dates == sorted(dates) and dates[0] == "2024-05-01"
     early = BriefingService(newsdesk).brief(
-        BriefRequest(topic="Riverton flooding", as_of="2024-05-03")
+        BriefingBody(topic="Riverton flooding", as_of="2024-05-03")
     )
     assert {s.article_id for s in early.sources} == {"a", "b"}
 
@@ -238,8 +240,8 @@ def desk(request: pytest.FixtureRequest, make_newsdesk: Callable[..., Newsdesk])
 
 
 def summary_and_briefing(nd: Newsdesk) -> list[tuple[Summary | Briefing, str]]:
-    s = SummaryService(nd).summarize(SummaryRequest(topic="Riverton flooding"))
-    b = BriefingService(nd).brief(BriefRequest(topic="Riverton flooding"))
+    s = SummaryService(nd).summarize(SummaryBody(topic="Riverton flooding"))
+    b = BriefingService(nd).brief(BriefingBody(topic="Riverton flooding"))
     assert s.engine == b.engine == "extractive"
     outlets = {"gazette", "herald", "tribune"}
     assert {c.article_id for c in s.citations} == {x.article_id for x in b.sources} == outlets
@@ -273,8 +275,8 @@ def test_outlets_giving_the_same_figure_do_not_differ(desk: Newsdesk) -> None:
 
 
 def test_summary_of_unknown_articles_is_a_clear_error(newsdesk: Newsdesk) -> None:
-    with pytest.raises(NothingToSummarize, match="unknown article id"):
-        SummaryService(newsdesk).summarize(SummaryRequest(article_ids=["nope"]))
+    with pytest.raises(UnknownArticle, match="unknown article id"):
+        SummaryService(newsdesk).summarize(SummaryBody(article_ids=["nope"]))
 
 
 # ---- LLM path ------------------------------------------------------------------------
@@ -349,7 +351,7 @@ def test_llm_summary_keeps_verified_points_and_neutralises_loaded_voice(llm_nd) 
             }
         )
     )
-    s = SummaryService(llm_nd).summarize(SummaryRequest(topic="territory"))
+    s = SummaryService(llm_nd).summarize(SummaryBody(topic="territory"))
     assert s.engine == "llm"
     assert len(s.points) == 2 and s.claims_dropped >= 2 and s.citations_rejected == 1
     assert "reports: “" in s.points[0].text and loaded_terms_in_own_voice(s.points[0].text) == []
@@ -375,12 +377,12 @@ def test_llm_briefing_never_keeps_an_invented_date(llm_nd) -> None:  # type: ign
             }
         )
     )
-    b = BriefingService(llm_nd).brief(BriefRequest(topic="Ukraine seized territory"))
+    b = BriefingService(llm_nd).brief(BriefingBody(topic="Ukraine seized territory"))
     assert b.engine == "llm" and b.developments
     assert b.developments[0].date is None  # the seeds are undated: the model's date is dropped
 
 
 def test_llm_failure_falls_back_for_summaries(llm_nd) -> None:  # type: ignore[no-untyped-def]
     llm_nd.router.post(CHAT_URL).mock(return_value=httpx.Response(503))
-    s = SummaryService(llm_nd).summarize(SummaryRequest())
+    s = SummaryService(llm_nd).summarize(SummaryBody())
     assert s.engine == "extractive" and s.fallback_reason and s.points
