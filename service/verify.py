@@ -1,7 +1,8 @@
 """Turn claimed quotes into verified citations, and claims into cited points.
 
-Nothing reaches a client unless its quote was found in the article's canonical text;
-the span returned is always the text found there, not the text the model typed.
+Nothing reaches a client unless its quote was found in the article's canonical text and
+the claim says what the quote says (service.claim_check); the span returned is always the
+text found there, not the text the model typed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.citations import locate_quote
+from service.citations import locate_quote, span_with_context
+from service.claim_check import Similarity, check_claim
 from service.models import Citation, Difference, Point, SourceShare
 from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.passages import Passage
@@ -36,6 +38,12 @@ CLAIMS_SCHEMA: dict[str, Any] = {
 }
 
 
+# Characters around a cited span in which a name may stand behind the quote's pronoun.
+NEIGHBOURHOOD = 300
+# What a difference is called when the model's topic isn't borne out by its sides.
+DIFFERENCE_TOPIC = "Where the cited sources differ"
+
+
 @dataclass
 class CitationLedger:
     """Numbers verified spans in order of first use, and counts what was rejected."""
@@ -46,6 +54,8 @@ class CitationLedger:
     rejected: int = 0
     claims_dropped: int = 0
     neutralized: int = 0
+    # Claim/quote similarity (the embedder), one more signal of claim_check when wired in.
+    similarity: Similarity | None = None
     _by_span: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def _passage(self, number: Any) -> Passage | None:
@@ -75,7 +85,12 @@ class CitationLedger:
         return self._by_span[key]
 
     def cite(self, passage_number: Any, quote: Any) -> int | None:
-        """Citation number for a quote said to come from a passage, or None if not found.
+        """Citation number for a quote said to come from a passage, or None if not found."""
+        found = self.locate(passage_number, quote)
+        return None if found is None else self.cite_span(*found)
+
+    def locate(self, passage_number: Any, quote: Any) -> tuple[StoredArticle, int, int] | None:
+        """Where a quote said to come from a passage is, or None (and counted) if not found.
 
         The quote is looked for in the passage first, then in the whole article (models
         sometimes quote a neighbouring sentence), then in the other passages (models
@@ -102,25 +117,40 @@ class CitationLedger:
             self.rejected += 1
             return None
         self.verified += 1
-        return self.cite_span(candidate.article, start, end)
+        return candidate.article, start, end
+
+    def supports(self, text: str, spans: list[tuple[StoredArticle, int, int]]) -> bool:
+        """Whether ``text`` says what the quoted spans say (service.claim_check)."""
+        quotes = [article.text[start:end] for article, start, end in spans]
+
+        def context() -> str:
+            return " ".join(
+                article.text[slice(*span_with_context(article.text, start, end, NEIGHBOURHOOD))]
+                for article, start, end in spans
+            )
+
+        return check_claim(text, quotes, context, similarity=self.similarity).ok
 
     def point(self, raw: Any) -> Point | None:
-        """A model's claim with its quotes, or None (and counted) when none verifies."""
+        """A model's claim with its quotes, or None (and counted) when no quote verifies
+        or the claim says something its quotes don't."""
         if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
             self.claims_dropped += 1
             return None
-        numbers: list[int] = []
+        spans: list[tuple[StoredArticle, int, int]] = []
         for q in raw.get("quotes") or []:
             if not isinstance(q, dict):
                 self.rejected += 1
                 continue
-            n = self.cite(q.get("passage"), q.get("quote"))
-            if n is not None and n not in numbers:
-                numbers.append(n)
+            found = self.locate(q.get("passage"), q.get("quote"))
+            if found is not None and found not in spans:
+                spans.append(found)
         text = raw["text"].strip()
-        if not numbers or not text:
+        # Checked before anything is cited: a dropped claim leaves no citation behind.
+        if not spans or not text or not self.supports(text, spans):
             self.claims_dropped += 1
             return None
+        numbers = [self.cite_span(*span) for span in spans]
         if loaded_terms_in_own_voice(text):
             # The model used a loaded word in its own voice: show the cited source's
             # own words instead, attributed, rather than adopt its framing.
@@ -144,10 +174,21 @@ class CitationLedger:
                 continue
             sides = self.points(raw.get("sides"))
             if len({self.article_of(s) for s in sides}) >= 2:
-                out.append(Difference(topic=str(raw.get("topic") or "").strip(), sides=sides))
+                topic = self.checked_label(raw.get("topic"), sides) or DIFFERENCE_TOPIC
+                out.append(Difference(topic=topic, sides=sides))
             else:
                 self.claims_dropped += 1
         return out
+
+    def checked_label(self, label: Any, points: list[Point]) -> str | None:
+        """A model-written label (a title, an actor, a topic) if the cited quotes of
+        ``points`` bear it out like a claim (its names, numbers and words), else None."""
+        if not isinstance(label, str) or not label.strip() or not points:
+            return None
+        quotes = [self.citations[n - 1].quote for p in points for n in p.citations]
+        # A label states nothing, so it has no polarity of its own to compare.
+        support = check_claim(label.strip(), quotes, "", ignore_polarity=True)
+        return label.strip() if support.ok else None
 
     def article_of(self, point: Point) -> str:
         return self.citations[point.citations[0] - 1].article_id

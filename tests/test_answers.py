@@ -129,7 +129,10 @@ def test_fabricated_quotes_are_rejected_and_unsupported_claims_dropped(
         return_value=completion(
             {
                 "claims": [
-                    {"text": "Supported.", "quotes": [{"passage": 1, "quote": EVACUATION}]},
+                    {
+                        "text": "Over 121,000 individuals fled their homes.",
+                        "quotes": [{"passage": 1, "quote": EVACUATION}],
+                    },
                     {
                         "text": "Two million people fled.",
                         "quotes": [
@@ -141,7 +144,7 @@ def test_fabricated_quotes_are_rejected_and_unsupported_claims_dropped(
         )
     )
     a = AnswerService(llm_nd).answer(Question("How many people fled the Kursk region?"))
-    assert a.answer == "Supported. [1]"
+    assert a.answer == "Over 121,000 individuals fled their homes. [1]"
     assert (a.citations_verified, a.citations_rejected, a.claims_dropped) == (1, 1, 1)
 
 
@@ -252,3 +255,55 @@ def test_context_never_exceeds_the_model_window(llm_nd, mock) -> None:  # type: 
     used = sum(count_tokens(m["content"]) for m in messages)
     assert used <= 1500 - 300
     assert "<<<PASSAGE 1 " in messages[1]["content"]
+
+
+# An adversarial model: well-formed JSON, real quotes, claims that lie about them.
+LYING_CLAIMS = {
+    "altered number": "Over 921,000 individuals fled their homes.",
+    "fabricated claim on a short real substring": "Russia agreed to a ceasefire.",
+    "negated quote": "Evacuations from the western Russian region did not continue.",
+    "swapped place": "Evacuations from Belarus continue, with over 121,000 fleeing.",
+}
+
+
+@pytest.mark.parametrize("claim", LYING_CLAIMS.values(), ids=LYING_CLAIMS.keys())
+def test_a_claim_its_real_quote_does_not_say_is_dropped(llm_nd, mock, claim: str) -> None:  # type: ignore[no-untyped-def]
+    quote = "escalating" if "ceasefire" in claim else EVACUATION
+    mock.post(CHAT_URL).mock(
+        return_value=completion(
+            {"claims": [{"text": claim, "quotes": [{"passage": 1, "quote": quote}]}]}
+        )
+    )
+    a = AnswerService(llm_nd).answer(Question("How many people fled the Kursk region?"))
+    assert a.refused and a.answer == REFUSAL and a.citations == []
+    assert a.claims_dropped == 1
+
+
+FAITHFUL_CLAIMS = (
+    "About 121,000 people have fled their homes as evacuations continue.",
+    "Evacuations from the western Russian region continue amid escalating violence.",
+    "More than one hundred twenty-one thousand individuals fled their homes.",
+)
+
+
+@pytest.mark.parametrize("claim", FAITHFUL_CLAIMS)
+def test_a_faithful_claim_in_other_words_is_kept(llm_nd, mock, claim: str) -> None:  # type: ignore[no-untyped-def]
+    mock.post(CHAT_URL).mock(
+        return_value=completion(
+            {"claims": [{"text": claim, "quotes": [{"passage": 1, "quote": EVACUATION}]}]}
+        )
+    )
+    a = AnswerService(llm_nd).answer(Question("How many people fled the Kursk region?"))
+    assert a.answer == f"{claim} [1]"
+    assert a.claims_dropped == 0
+
+
+def test_an_answer_shows_at_most_five_claims(llm_nd, mock) -> None:  # type: ignore[no-untyped-def]
+    claim = {
+        "text": "Over 121,000 individuals fled their homes.",
+        "quotes": [{"passage": 1, "quote": EVACUATION}],
+    }
+    mock.post(CHAT_URL).mock(return_value=completion({"claims": [claim] * 8}))
+    a = AnswerService(llm_nd).answer(Question("How many people fled the Kursk region?"))
+    assert a.answer.count("[1]") == 5
+    assert a.claims_dropped == 3

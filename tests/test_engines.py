@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from service.answer import AnswerService
-from service.brief import BriefingService, BriefRequest
+from service.brief import BriefingService
 from service.context import Newsdesk
 from service.engines.extractive.engine import ExtractiveEngine
 from service.engines.fallback import FallbackEngine
@@ -18,9 +18,11 @@ from service.engines.protocol import AnswerJob, BriefJob, Engine, SummaryJob
 from service.llm import LLMError, LLMUnavailable
 from service.models import Answer, Briefing, CitedResult, EngineName, Summary
 from service.requests import AskBody as Question
+from service.requests import BriefingBody as BriefRequest
 from service.requests import HistoryMessage as Message
+from service.requests import SummaryBody as SummaryRequest
 from service.settings import Settings
-from service.summarize import SummaryRequest, SummaryService
+from service.summarize import SummaryService
 from tests.conftest import SEEDS
 from tests.llm_mock import BASE_URL
 from vectorstore.ingest import read_paths

@@ -26,8 +26,9 @@ from service.answer import REFUSAL
 from service.api import create_app
 from service.context import Newsdesk
 from service.render import answer_text_markdown, md_escape, summary_markdown
+from service.requests import SummaryBody as SummaryRequest
 from service.settings import Settings
-from service.summarize import SummaryRequest, SummaryService
+from service.summarize import SummaryService
 from tests.conftest import HashingEmbedder
 from tests.hardening import assert_citations_verbatim, assert_error
 from tests.llm_mock import BASE_URL, CHAT_URL, completion
@@ -310,9 +311,13 @@ def llm_newsdesk(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Newsdes
 
 
 def hostile_claim(prompt: str) -> dict:
-    quote = "The Velmar harbour master said 38 ships waited outside the breakwater"
+    # The markup is the article's own, quoted: a claim can only carry what its quote says.
+    quote = (
+        "The Velmar harbour master said 38 ships waited outside the breakwater "
+        "[read more](javascript:alert(1)) on Sunday"
+    )
     return {
-        "text": "38 ships waited " + " ".join(PAYLOADS),
+        "text": "38 ships waited outside the breakwater [read more](javascript:alert(1))",
         "quotes": [{"passage": passage_with(prompt, quote), "quote": quote}],
     }
 
@@ -334,27 +339,36 @@ def test_llm_claims_with_markup_reach_chat_escaped(llm_newsdesk: Newsdesk) -> No
         data = r.json()
         assert data["newsdesk"]["engine"] == "llm"
         content = data["choices"][0]["message"]["content"]
-        assert content.startswith("38 ships waited &lt;img src=x onerror=alert(1)&gt; ")
+        assert content.startswith(
+            "38 ships waited outside the breakwater \\[read more\\]\\(javascript:alert(1)) [1]"
+        )
         assert_inert(content)
         assert_citations_verbatim(c, data["citations"])
         assert [q["quote"] for q in data["citations"]] == [
-            "The Velmar harbour master said 38 ships waited outside the breakwater"
+            "The Velmar harbour master said 38 ships waited outside the breakwater "
+            "[read more](javascript:alert(1)) on Sunday"
         ]
 
 
 def test_llm_summary_points_and_differences_are_escaped(llm_newsdesk: Newsdesk) -> None:
     def llm(request: httpx.Request) -> httpx.Response:
         prompt = json.loads(request.content)["messages"][-1]["content"]
-        other = "The port authority said 41 ships waited outside the Velmar breakwater"
+        other = (
+            "The port authority said 41 ships waited outside the Velmar breakwater on Sunday "
+            "<script>alert(2)</script>"
+        )
         side_b = {
-            "text": "41 ships " + PAYLOADS[1],
+            "text": "41 ships waited outside the Velmar breakwater <script>alert(2)</script>",
             "quotes": [{"passage": passage_with(prompt, other), "quote": other}],
         }
         return completion(
             {
                 "points": [hostile_claim(prompt)],
                 "differences": [
-                    {"topic": "Ship count " + PAYLOADS[2], "sides": [hostile_claim(prompt), side_b]}
+                    {
+                        "topic": "Ships waited " + PAYLOADS[3],
+                        "sides": [hostile_claim(prompt), side_b],
+                    }
                 ],
             }
         )
@@ -366,7 +380,7 @@ def test_llm_summary_points_and_differences_are_escaped(llm_newsdesk: Newsdesk) 
         )
     assert summary.engine == "llm" and summary.points and summary.differences
     markdown = summary_markdown(summary)
-    assert "Ship count !\\[\\]\\(http://tracker.example/pixel.png)" in markdown
+    assert "Ships waited &lt;script&gt;alert(2)&lt;/script&gt;" in markdown
     assert_inert(markdown)
     texts = {a.id: a.text for a in hostile_articles()}
     for c in summary.citations:

@@ -777,7 +777,9 @@ def test_hostile_llm_text_is_escaped(make_harness: Callable[..., Harness], tmp_p
         "refused": False,
         "claims": [
             {
-                "text": "About 4,000 people came <!everyone> @here <https://evil|see why>.",
+                # Enough of the quote's words that the claim check keeps it; the markup
+                # is what Slack must escape.
+                "text": "About 4,000 visitors: Quillborough lantern festival <!everyone> @here.",
                 "quotes": [
                     {
                         "passage": 1,
@@ -802,7 +804,7 @@ def test_hostile_llm_text_is_escaped(make_harness: Callable[..., Harness], tmp_p
     [update] = harness.stub.to("chat.update")
     blocks = update["blocks"]
     assert blocks[0]["text"]["text"] == (
-        "About 4,000 people came &lt;!everyone&gt; @\u2060here &lt;https://evil|see why&gt;. [1]"
+        "About 4,000 visitors: Quillborough lantern festival &lt;!everyone&gt; @\u2060here. [1]"
     )
     assert blocks[-1]["elements"][0]["text"] == (
         ":robot_face: Answered by the LLM engine (test-model) · "

@@ -312,7 +312,7 @@ def test_llm_summary_keeps_verified_points_and_neutralises_loaded_voice(llm_nd) 
                 "points": [
                     # loaded word in the model's own voice: replaced by the attributed quote
                     {
-                        "text": "Russia liberated 87 localities.",
+                        "text": "The offensive liberated 87 inhabited localities.",
                         "quotes": [{"passage": 1, "quote": LIBERATION}],
                     },
                     {
@@ -329,11 +329,11 @@ def test_llm_summary_keeps_verified_points_and_neutralises_loaded_voice(llm_nd) 
                         "topic": "territory",
                         "sides": [
                             {
-                                "text": "Russia reports gains.",
+                                "text": "The offensive took 87 inhabited localities, he claimed.",
                                 "quotes": [{"passage": 1, "quote": LIBERATION}],
                             },
                             {
-                                "text": "Ukraine reports gains.",
+                                "text": "Ukraine seized 1,000 square kilometers of territory.",
                                 "quotes": [{"passage": 2, "quote": SEIZED}],
                             },
                         ],

@@ -17,6 +17,7 @@ from service.engines.results import (
     article_date,
     briefing_result,
     summary_result,
+    verification_counts,
 )
 from service.llm import LLMClient
 from service.models import (
@@ -87,6 +88,10 @@ class LLMEngine:
     def answer(self, job: AnswerJob) -> Answer:
         def to_answer(data: dict[str, Any], ledger: CitationLedger, usage: Usage) -> Answer:
             claims = [] if data.get("refused") is True else data.get("claims")
+            if isinstance(claims, list) and len(claims) > MAX_ANSWER_CLAIMS:
+                # The prompt's limit, enforced: claims past it are never checked or shown.
+                ledger.claims_dropped += len(claims) - MAX_ANSWER_CLAIMS
+                claims = claims[:MAX_ANSWER_CLAIMS]
             return answer_result(ledger.points(claims), ledger, self.name, usage)
 
         values = {"max_claims": MAX_ANSWER_CLAIMS, "question": job.standalone}
@@ -98,8 +103,13 @@ class LLMEngine:
         def to_summary(data: dict[str, Any], ledger: CitationLedger, usage: Usage) -> Summary:
             points = ledger.points(data.get("points"))
             differences = ledger.differences(data.get("differences"))
+            if not points:
+                # Refused: its differences and their citations are not shown either.
+                return summary_result(
+                    job.topic, self.name, CitationLedger([]), [], [], usage=usage, refused=True
+                ).model_copy(update=verification_counts(ledger))
             return summary_result(
-                job.topic, self.name, ledger, points, differences, usage=usage, refused=not points
+                job.topic, self.name, ledger, points, differences, usage=usage, refused=False
             )
 
         values = {
@@ -122,22 +132,44 @@ class LLMEngine:
                 if not isinstance(raw, dict):
                     continue
                 points = ledger.points(raw.get("points"))
-                if points and str(raw.get("actor") or "").strip():
-                    perspectives.append(Perspective(actor=str(raw["actor"]).strip(), points=points))
+                # The actor is the model's word too: shown only if its points' quotes name it.
+                actor = ledger.checked_label(raw.get("actor"), points)
+                if actor:
+                    perspectives.append(Perspective(actor=actor, points=points))
+                else:
+                    ledger.claims_dropped += len(points)
             differences = ledger.differences(data.get("differences"))
             open_questions = ledger.points(data.get("open_questions"))
+            refused = not (bottom or developments)
+            if refused:
+                # Nothing of a refused briefing is shown, however well its parts checked.
+                return briefing_result(
+                    job,
+                    self.name,
+                    CitationLedger([]),
+                    title=f"Briefing: {job.topic}",
+                    bottom_line=[],
+                    developments=[],
+                    perspectives=[],
+                    differences=[],
+                    open_questions=[],
+                    usage=usage,
+                    refused=True,
+                ).model_copy(update=verification_counts(ledger))
+            cited = bottom + developments
+            title = ledger.checked_label(data.get("title"), cited) or f"Briefing: {job.topic}"
             return briefing_result(
                 job,
                 self.name,
                 ledger,
-                title=str(data.get("title") or "").strip() or f"Briefing: {job.topic}",
+                title=title,
                 bottom_line=bottom,
                 developments=developments,
                 perspectives=perspectives,
                 differences=differences,
                 open_questions=open_questions,
                 usage=usage,
-                refused=not (bottom or developments),
+                refused=False,
             )
 
         values = {

@@ -64,7 +64,12 @@ POINTS_PER_ACTOR = 2
 
 
 def sentence_point(ledger: CitationLedger, sentence: Sentence) -> Point:
-    """A source sentence as an attributed point; verbatim, so verified by construction."""
+    """A source sentence as an attributed point; verbatim, so verified by construction.
+    The claim check still runs (it returns at once for a verbatim claim), so a change that
+    made this engine paraphrase could not skip it."""
+    span = (sentence.article, sentence.start, sentence.end)
+    if not ledger.supports(sentence.text, [span]):
+        raise ValueError(f"extractive point is not its own quote: {sentence.key}")
     ledger.verified += 1
     n = ledger.cite_span(sentence.article, sentence.start, sentence.end)
     text = attributed_quote(sentence.article.title, sentence.article.source, sentence.text)
