@@ -18,9 +18,8 @@ from service.engines.protocol import AnswerJob, BriefJob, Engine, SummaryJob
 from service.llm import LLMError, LLMUnavailable
 from service.models import Answer, Briefing, CitedResult, EngineName, Summary
 from service.requests import AskBody as Question
-from service.requests import BriefingBody as BriefRequest
+from service.requests import BriefingBody, SummaryBody
 from service.requests import HistoryMessage as Message
-from service.requests import SummaryBody as SummaryRequest
 from service.settings import Settings
 from service.summarize import SummaryService
 from tests.conftest import SEEDS
@@ -163,8 +162,8 @@ def test_extractive_answers_summaries_and_briefings_load_no_prompt(
         Question("and how many were captured?", history=history),
     ):
         assert answers.answer(question).engine == "extractive"
-    assert SummaryService(newsdesk).summarize(SummaryRequest()).engine == "extractive"
-    briefing = BriefingService(newsdesk).brief(BriefRequest(topic="Kursk"))
+    assert SummaryService(newsdesk).summarize(SummaryBody()).engine == "extractive"
+    briefing = BriefingService(newsdesk).brief(BriefingBody(topic="Kursk"))
     assert briefing.engine == "extractive"
 
 

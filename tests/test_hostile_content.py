@@ -26,7 +26,7 @@ from service.answer import REFUSAL
 from service.api import create_app
 from service.context import Newsdesk
 from service.render import answer_text_markdown, md_escape, summary_markdown
-from service.requests import SummaryBody as SummaryRequest
+from service.requests import SummaryBody
 from service.settings import Settings
 from service.summarize import SummaryService
 from tests.conftest import HashingEmbedder
@@ -376,7 +376,7 @@ def test_llm_summary_points_and_differences_are_escaped(llm_newsdesk: Newsdesk) 
     with respx.mock(assert_all_called=True) as router:
         router.post(CHAT_URL).mock(side_effect=llm)
         summary = SummaryService(llm_newsdesk).summarize(
-            SummaryRequest(topic="Velmar ships " + PAYLOADS[0])
+            SummaryBody(topic="Velmar ships " + PAYLOADS[0])
         )
     assert summary.engine == "llm" and summary.points and summary.differences
     markdown = summary_markdown(summary)
