@@ -5,7 +5,6 @@ within a few seconds."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import ROOT, SEEDS
 from tests.hardening import child_env, end_process, wait_for
+from tests.writers import replica_command
 
 pytestmark = pytest.mark.server
 
@@ -50,19 +50,7 @@ class Replica:
         )
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.replica_app:create",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
+                replica_command(self.port),
                 cwd=ROOT,
                 env=env,
                 stdout=out,

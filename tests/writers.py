@@ -238,6 +238,23 @@ def write_in_processes(
 # ---- API servers and their clients ------------------------------------------------------
 
 
+def replica_command(port: int) -> list[str]:
+    """One API process on 127.0.0.1:port: the production app with the hashing embedder."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.replica_app:create",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 class ApiServer:
     """One API process (``tests.replica_app``: production app, hashing embedder)."""
 
@@ -251,19 +268,7 @@ class ApiServer:
     def start(self, timeout: float = 90.0) -> ApiServer:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.replica_app:create",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
+                replica_command(self.port),
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,
