@@ -36,6 +36,24 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+async def send_closing_error(send: Send, status: int, code: str, message: str) -> None:
+    """A JSON error sent before the request was read to its end: the rest of it is never
+    read, so the connection can't be reused and is closed."""
+    body = _error_body(status, code, message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _error_body(status: int, code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
@@ -109,23 +127,12 @@ class HeaderSizeLimitMiddleware:
             size += len(scope.get("query_string") or b"")
             size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or [])
             if size > self.max_bytes:
-                body = _error_body(
+                await send_closing_error(
+                    send,
                     431,
                     "headers_too_large",
                     f"The request line and headers are larger than {self.max_bytes} bytes.",
                 )
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 431,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
@@ -184,22 +191,9 @@ class BodySizeLimitMiddleware:
             raise
 
     async def _reject(self, send: Send) -> None:
-        body = _error_body(
-            413, "body_too_large", f"The request body is larger than {self.max_bytes} bytes."
+        await send_closing_error(
+            send, 413, "body_too_large", f"The request body is larger than {self.max_bytes} bytes."
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # The rest of the body is never read, so the connection can't be reused.
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 class _BodyTooLarge(Exception):
