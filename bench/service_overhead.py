@@ -35,6 +35,7 @@ from bench.stub_llm import StubLLM
 from service.context import Newsdesk
 from service.settings import Settings
 from vectorstore.chunk import chunk_text
+from vectorstore.embed import make_embedder
 from vectorstore.ingest import make_article, read_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,14 +296,19 @@ def run(corpus: Path, sizes: list[int], requests: dict[int, int]) -> dict:
     }
     with tempfile.TemporaryDirectory(prefix="newsdesk-overhead-") as tmp, StubLLM() as llm_url:
         data = Path(tmp)
-        nd = Newsdesk(Settings(_env_file=None, data_dir=data))
+        settings = Settings(_env_file=None, data_dir=data)
+        embedder = make_embedder(settings.embedding_config())
+        nd = Newsdesk(settings, embedder=embedder)
         nd.indexer.index(read_paths([ROOT / "seeds"]))
         results["stub_llm_ms"] = stub_latency_ms(llm_url)
         port = 18800
         for size in sizes:
             t0 = time.perf_counter()
+            nd = Newsdesk(settings, embedder=embedder)
             chunks = grow_store(nd, size, vocab, rng)
             build_s = round(time.perf_counter() - t0, 1)
+            # The embedded store belongs to one process: hand it to the service.
+            nd.store.close()
             proc = start_service(data, llm_url, port)
             url = f"http://127.0.0.1:{port}"
             try:

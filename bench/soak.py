@@ -156,9 +156,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="newsdesk-soak-") as tmp, StubLLM() as llm_url:
         data = Path(tmp)
-        Newsdesk(Settings(_env_file=None, data_dir=data)).indexer.index(
-            read_paths([ROOT / "seeds"])
-        )
+        nd = Newsdesk(Settings(_env_file=None, data_dir=data))
+        nd.indexer.index(read_paths([ROOT / "seeds"]))
+        # The embedded store belongs to one process: hand it to the service.
+        nd.store.close()
         proc = start_service(data, llm_url, 18900)
         try:
             result = asyncio.run(

@@ -273,3 +273,16 @@ def test_the_api_records_a_clean_shutdown_of_the_store(newsdesk: Newsdesk) -> No
     with TestClient(create_app(newsdesk=newsdesk)):
         assert lock.read_text("utf-8").startswith(f"pid {os.getpid()}")
     assert lock.read_text("utf-8") == "closed"
+
+
+def test_closing_the_store_lets_another_process_take_it(newsdesk: Newsdesk) -> None:
+    import fcntl
+
+    assert newsdesk.store.count_articles() == 0  # opened: this process holds the lock
+    lock = newsdesk.settings.chroma_dir / "newsdesk.lock"
+    with lock.open("rb") as other:  # another open file, as another process would have
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        newsdesk.store.close()
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert lock.read_text("utf-8") == "closed"

@@ -285,14 +285,23 @@ def _lock_embedded_dir(directory: Path) -> bool:
     _held_locks[key] = (os.getpid(), fd)
     # Runs on a normal exit and after uvicorn's SIGTERM shutdown; not after SIGKILL, which
     # is exactly the case the next owner must check for.
-    atexit.register(_mark_closed, fd)
+    atexit.register(_release_embedded_dir, key, unlock=False)
     return bool(previous) and previous != CLOSED
 
 
-def _mark_closed(fd: int) -> None:
+def _release_embedded_dir(key: str, *, unlock: bool) -> None:
+    """Record a clean shutdown in the lock file; with ``unlock``, also let another process
+    take the store. Looked up by directory, never by a file descriptor that may have been
+    closed and reused since."""
+    held = _held_locks.get(key)
+    if not held or held[0] != os.getpid():
+        return
     with contextlib.suppress(OSError):
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, CLOSED, 0)
+        os.ftruncate(held[1], 0)
+        os.pwrite(held[1], CLOSED, 0)
+    if unlock:
+        del _held_locks[key]
+        os.close(held[1])  # closing the descriptor drops the flock
 
 
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -390,13 +399,12 @@ class ChromaStore:
 
     def close(self) -> None:
         """Record a clean shutdown of the embedded store, so its next owner skips the
-        lost-vector check. Needed besides atexit: uvicorn re-raises SIGTERM after its
-        graceful shutdown, and a process ended by a signal runs no atexit handlers."""
+        lost-vector check, and let another process take it. Needed besides atexit: uvicorn
+        re-raises SIGTERM after its graceful shutdown, and a process ended by a signal
+        runs no atexit handlers. Don't use this store object afterwards."""
         if self.config.chroma_host:
             return
-        held = _held_locks.get(str(self.config.chroma_dir.resolve()))
-        if held and held[0] == os.getpid():
-            _mark_closed(held[1])
+        _release_embedded_dir(str(self.config.chroma_dir.resolve()), unlock=True)
 
     def heartbeat(self) -> bool:
         try:
