@@ -84,6 +84,21 @@ class CitationLedger:
             self._by_span[key] = n
         return self._by_span[key]
 
+    def mark(self) -> int:
+        """A point to ``forget_since``: citations numbered above it are newer."""
+        return len(self.citations)
+
+    def forget_since(self, mark: int) -> None:
+        """Un-cite what was first cited after ``mark``, for points checked and then dropped
+        with the part they belonged to (an unsupported actor, a one-sided difference).
+
+        Numbers are given in order of first use, so everything above ``mark`` was first
+        cited by the dropped part and nothing kept refers to it; later citations then
+        continue from ``mark`` and the numbering stays gapless."""
+        for c in self.citations[mark:]:
+            del self._by_span[(c.article_id, c.start, c.end)]
+        del self.citations[mark:]
+
     def cite(self, passage_number: Any, quote: Any) -> int | None:
         """Citation number for a quote said to come from a passage, or None if not found."""
         found = self.locate(passage_number, quote)
@@ -172,11 +187,13 @@ class CitationLedger:
         for raw in raws:
             if not isinstance(raw, dict):
                 continue
+            mark = self.mark()
             sides = self.points(raw.get("sides"))
             if len({self.article_of(s) for s in sides}) >= 2:
                 topic = self.checked_label(raw.get("topic"), sides) or DIFFERENCE_TOPIC
                 out.append(Difference(topic=topic, sides=sides))
             else:
+                self.forget_since(mark)
                 self.claims_dropped += 1
         return out
 

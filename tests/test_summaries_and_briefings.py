@@ -17,6 +17,7 @@ from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.render import briefing_markdown, md_escape, summary_markdown
 from service.requests import BriefingBody, SummaryBody
 from service.summarize import SummaryService
+from service.verify import DIFFERENCE_TOPIC
 from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL, completion
 from vectorstore.ingest import Article, make_article, read_paths
@@ -386,3 +387,169 @@ def test_llm_failure_falls_back_for_summaries(llm_nd) -> None:  # type: ignore[n
     llm_nd.router.post(CHAT_URL).mock(return_value=httpx.Response(503))
     s = SummaryService(llm_nd).summarize(SummaryBody())
     assert s.engine == "extractive" and s.fallback_reason and s.points
+
+
+# ---- model-written labels and refusals (issue 13) ------------------------------------------
+# A title, an actor and a difference's topic are the model's words as much as a claim is:
+# each is shown only if the quotes it stands over bear it out.
+
+GERASIMOV = (
+    "This stance was further reinforced by General Gerasimov, who revealed the capture of "
+    "over 400 Ukrainian troops."
+)
+
+
+def claim(text: str, quote: str) -> dict[str, object]:
+    return {"text": text, "quotes": [{"passage": 1, "quote": quote}]}
+
+
+TERRITORY_DIFFERENCE = {
+    "topic": "Chinese mediation of the talks",
+    "sides": [
+        claim("The offensive took 87 inhabited localities, he claimed.", LIBERATION),
+        claim("Ukraine seized 1,000 square kilometers of territory.", SEIZED),
+    ],
+}
+
+
+def test_llm_briefing_labels_its_quotes_do_not_bear_out_are_not_shown(llm_nd) -> None:  # type: ignore[no-untyped-def]
+    seized = claim("Ukraine says it seized 1,000 square kilometers.", SEIZED)
+    llm_nd.router.post(CHAT_URL).mock(
+        return_value=completion(
+            {
+                "title": "Belarus enters the war",
+                "bottom_line": [seized],
+                "developments": [seized],
+                "perspectives": [
+                    {
+                        "actor": "NATO",
+                        "points": [claim("Over 400 Ukrainian troops were captured.", GERASIMOV)],
+                    },
+                    {"actor": "Ukraine’s military", "points": [seized]},
+                ],
+                "differences": [TERRITORY_DIFFERENCE],
+            }
+        )
+    )
+    b = BriefingService(llm_nd).brief(BriefingBody(topic="the fighting in Kursk"))
+    assert b.engine == "llm" and not b.refused
+    # the title is replaced, the unsupported actor's perspective dropped with its point,
+    # the topic replaced by a neutral one; the supported actor and the sides stay
+    assert b.title == "Briefing: the fighting in Kursk"
+    assert [p.actor for p in b.perspectives] == ["Ukraine’s military"]
+    assert [d.topic for d in b.differences] == [DIFFERENCE_TOPIC]
+    assert len(b.differences[0].sides) == 2
+    assert b.claims_dropped == 1
+    dumped = b.model_dump_json()
+    assert "Belarus" not in dumped and "NATO" not in dumped and "Chinese" not in dumped
+
+
+def test_llm_briefing_with_supported_labels_keeps_them(llm_nd) -> None:  # type: ignore[no-untyped-def]
+    # The counterpart of the test above: the labels are dropped for what they say, not always.
+    seized = claim("Ukraine says it seized 1,000 square kilometers.", SEIZED)
+    difference = {**TERRITORY_DIFFERENCE, "topic": "Territory taken"}
+    llm_nd.router.post(CHAT_URL).mock(
+        return_value=completion(
+            {
+                "title": "Ukraine seizes territory",
+                "bottom_line": [seized],
+                "developments": [],
+                "perspectives": [{"actor": "Ukraine’s military", "points": [seized]}],
+                "differences": [difference],
+            }
+        )
+    )
+    b = BriefingService(llm_nd).brief(BriefingBody(topic="the fighting in Kursk"))
+    assert b.engine == "llm" and not b.refused
+    assert b.title == "Ukraine seizes territory"
+    assert [p.actor for p in b.perspectives] == ["Ukraine’s military"]
+    assert [d.topic for d in b.differences] == ["Territory taken"]
+
+
+# What a refused result must not show, whatever else the model wrote and however well it
+# checked: these strings are the model's.
+REFUSED_MODEL_TEXT = (
+    "Ukraine seizes 1,000 square kilometers",
+    "Ukraine’s military command",
+    "Chinese mediation of the talks",
+    "Ukraine seized 1,000 square kilometers of territory.",
+    "The offensive took 87 inhabited localities, he claimed.",
+    "Will the offensive continue past 87 localities?",
+)
+INVENTED = claim("Kursk fell overnight.", "No such words are in any article at all.")
+
+
+def test_llm_refused_briefing_shows_no_model_written_text(llm_nd) -> None:  # type: ignore[no-untyped-def]
+    llm_nd.router.post(CHAT_URL).mock(
+        return_value=completion(
+            {
+                "title": "Ukraine seizes 1,000 square kilometers",
+                "bottom_line": [INVENTED],
+                "developments": [],
+                # all of these would verify on their own
+                "perspectives": [
+                    {
+                        "actor": "Ukraine’s military command",
+                        "points": [claim("Ukraine seized 1,000 square kilometers.", SEIZED)],
+                    }
+                ],
+                "differences": [TERRITORY_DIFFERENCE],
+                "open_questions": [
+                    claim("Will the offensive continue past 87 localities?", LIBERATION)
+                ],
+            }
+        )
+    )
+    b = BriefingService(llm_nd).brief(BriefingBody(topic="the fighting in Kursk"))
+    assert b.engine == "llm" and b.refused
+    assert b.title == "Briefing: the fighting in Kursk"
+    assert (b.bottom_line, b.developments, b.perspectives) == ([], [], [])
+    assert (b.differences, b.open_questions, b.citations, b.balance) == ([], [], [], [])
+    dumped = b.model_dump_json()
+    assert not [t for t in REFUSED_MODEL_TEXT if t in dumped]
+    assert b.citations_rejected == 1  # the counts still say what was checked
+
+
+def test_llm_refused_summary_shows_no_model_written_text(llm_nd) -> None:  # type: ignore[no-untyped-def]
+    llm_nd.router.post(CHAT_URL).mock(
+        return_value=completion({"points": [INVENTED], "differences": [TERRITORY_DIFFERENCE]})
+    )
+    s = SummaryService(llm_nd).summarize(SummaryBody(topic="territory"))
+    assert s.engine == "llm" and s.refused
+    assert (s.points, s.differences, s.citations, s.balance) == ([], [], [], [])
+    dumped = s.model_dump_json()
+    assert not [t for t in REFUSED_MODEL_TEXT if t in dumped]
+    assert s.citations_rejected == 1
+
+
+def test_llm_dropped_perspective_and_difference_leave_no_citation_behind(llm_nd) -> None:  # type: ignore[no-untyped-def]
+    seized = claim("Ukraine says it seized 1,000 square kilometers.", SEIZED)
+    captured = claim("Over 400 Ukrainian troops were captured.", GERASIMOV)
+    llm_nd.router.post(CHAT_URL).mock(
+        return_value=completion(
+            {
+                "bottom_line": [seized],
+                "developments": [],
+                # dropped: an actor its quote doesn't name; cited nowhere else
+                "perspectives": [{"actor": "NATO", "points": [captured]}],
+                # dropped: one side only
+                "differences": [{"topic": "Prisoners", "sides": [captured]}],
+                # cited after the drops: numbered as if they never happened
+                "open_questions": [
+                    claim("Will the offensive continue past 87 localities?", LIBERATION)
+                ],
+            }
+        )
+    )
+    b = BriefingService(llm_nd).brief(BriefingBody(topic="the fighting in Kursk"))
+    assert b.engine == "llm" and not b.refused
+    assert (b.perspectives, b.differences) == ([], [])
+    assert [c.quote for c in b.citations] == [SEIZED, LIBERATION]
+    assert [c.n for c in b.citations] == [1, 2]
+    assert [p.citations for p in b.open_questions] == [[2]]
+    assert cited_everywhere(b) == {1, 2}
+    assert sum(s.citations for s in b.balance) == 2
+    assert b.claims_dropped == 2
+    md = briefing_markdown(b)
+    assert "400" not in md
+    assert_sources_block(md, b.citations)

@@ -131,12 +131,15 @@ class LLMEngine:
             for raw in data.get("perspectives") or []:
                 if not isinstance(raw, dict):
                     continue
+                mark = ledger.mark()
                 points = ledger.points(raw.get("points"))
                 # The actor is the model's word too: shown only if its points' quotes name it.
                 actor = ledger.checked_label(raw.get("actor"), points)
                 if actor:
                     perspectives.append(Perspective(actor=actor, points=points))
                 else:
+                    # Its points are not shown, so neither are the sources only they cited.
+                    ledger.forget_since(mark)
                     ledger.claims_dropped += len(points)
             differences = ledger.differences(data.get("differences"))
             open_questions = ledger.points(data.get("open_questions"))
