@@ -103,16 +103,25 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[\w]+", text.lower().replace("’", "'")))
 
 
+# What may follow a shared stem of at least 4 letters in a name's other form: plurals,
+# possessives and demonyms ("Russia"/"Russian", "Ukraine"/"Ukrainians", "China"/"Chinese",
+# "Israel"/"Israeli"). Anything longer is another name: "Blacks" is not "Blackburn".
+_NAME_ENDINGS = frozenset(["", "s", "es", "n", "ns", "an", "ans", "ian", "ians", "ese", "i", "is"])
+
+
 def _named(name: str, known: frozenset[str]) -> bool:
-    """A name is found as a word, or as a word's stem or inflection ("Russia", "Russian";
-    "Ukraine", "Ukrainians"): a demonym says the same place, a swap changes the stem."""
+    """A name is found as a word, or as the same stem with a plural or demonym ending: a
+    demonym says the same place, a swap changes the stem."""
     if name in known:
         return True
-    return any(
-        abs(len(w) - len(name)) <= 3
-        and len(commonprefix((w, name))) >= max(4, min(len(w), len(name)) - 1)
-        for w in known
-    )
+    for w in known:
+        stem = len(commonprefix((w, name)))
+        if stem < 4:
+            continue
+        short, long = sorted((w[stem:], name[stem:]), key=len)
+        if len(short) <= 1 and long in _NAME_ENDINGS:
+            return True
+    return False
 
 
 def overlap(claim: str, quotes: str) -> float:

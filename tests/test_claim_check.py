@@ -1,4 +1,5 @@
-"""The claim check's verbatim shortcut: a claim that is its own quote always passes."""
+"""The claim check: its verbatim shortcut (a claim that is its own quote always passes) and
+how names are matched."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_extractive_points_pass_the_check_however_short_their_sentence(newsdesk:
     points = [sentence_point(ledger, s) for s in sentences]
     assert [c.quote for c in ledger.citations] == [s.text for s in sentences]
     assert len(points) == len(sentences) and ledger.claims_dropped == 0
+
+
+MATCH = "Blackburn beat the Russian side 2-1 at Ewood Park on Saturday, officials said."
+
+
+def test_a_name_matches_its_plural_or_demonym_but_not_a_longer_name() -> None:
+    assert check_claim("Blackburn beat the Russia side 2-1 at Ewood Park.", [MATCH]).ok
+    # "Blacks" shares five letters with "Blackburn": another team all the same.
+    assert not check_claim("Blacks beat the Russian side 2-1 at Ewood Park.", [MATCH]).ok
