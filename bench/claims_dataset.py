@@ -297,7 +297,16 @@ def entity_swap(sent: str, aid: str, ents: Entities, rng: random.Random) -> str 
 
 
 def negation(sent: str) -> str | None:
+    # "not only X but also Y" negates nothing: dropping its "not" is no lie.
+    if re.search(r"\bnot only\b", sent):
+        return None
     if _NOT.search(sent):
+        first = _NOT.search(sent)
+        # "can't" loses its "n't" as "can", "won't" as "will".
+        for short, full in (("ca", "can"), ("wo", "will")):
+            if first and sent[: first.start()].lower().endswith(short):
+                cut = first.start() - len(short)
+                return sent[:cut] + sent[cut : cut + 1] + full[1:] + sent[first.end() :]
         return _NOT.sub(lambda m: "" if m.group().strip() in ("not", "never") else "", sent, 1)
     m = _AUX.search(sent)
     return sent[: m.end()] + " not" + sent[m.end() :] if m else None

@@ -139,12 +139,19 @@ class CitationLedger:
         quotes = [article.text[start:end] for article, start, end in spans]
 
         def context() -> str:
+            # The outlet, author and title count too: "..., Reuters reports" names the
+            # cited article's outlet, which its text rarely does.
             return " ".join(
-                article.text[slice(*span_with_context(article.text, start, end, NEIGHBOURHOOD))]
+                " ".join(filter(None, (article.source, article.author, article.title)))
+                + " "
+                + article.text[slice(*span_with_context(article.text, start, end, NEIGHBOURHOOD))]
                 for article, start, end in spans
             )
 
-        return check_claim(text, quotes, context, similarity=self.similarity).ok
+        def articles() -> str:
+            return "\n".join({article.id: article.text for article, _, _ in spans}.values())
+
+        return check_claim(text, quotes, context, articles=articles, similarity=self.similarity).ok
 
     def point(self, raw: Any) -> Point | None:
         """A model's claim with its quotes, or None (and counted) when no quote verifies
