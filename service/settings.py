@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vectorstore import syndication
 from vectorstore.config import (
     ChunkingConfig,
     EmbeddingConfig,
@@ -97,6 +98,15 @@ class Settings(BaseSettings):
         group="storage",
         description="Writes to the embedded store are refused, with a clear error, while less "
         "than this much disk (plus the write's estimated size) is free.",
+    )
+    syndication_min_jaccard: float = _setting(
+        syndication.MIN_JACCARD,
+        group="storage",
+        description="Two articles whose word shingles overlap at least this much (estimated "
+        "Jaccard, MinHash) are copies of one story: counted once in summaries, briefings and "
+        "the source balance. 1.0 turns grouping off for all but identical texts.",
+        ge=0.0,
+        le=1.0,
     )
 
     # ---- embeddings -------------------------------------------------------------------
@@ -324,6 +334,7 @@ class Settings(BaseSettings):
             repair_lease_seconds=self.repair_lease_seconds,
             repair_interval_seconds=self.repair_interval_seconds,
             min_free_disk_mb=self.min_free_disk_mb,
+            syndication_min_jaccard=self.syndication_min_jaccard,
         )
 
     def embedding_config(self) -> EmbeddingConfig:

@@ -162,6 +162,7 @@ def test_settings_build_the_vectorstore_configs(tmp_path: Path) -> None:
         "repair_lease_seconds": 60.0,
         "repair_interval_seconds": 5.0,
         "min_free_disk_mb": 1,
+        "syndication_min_jaccard": 0.9,
     }
     s = Settings(
         _env_file=None,

@@ -22,6 +22,7 @@ class StoreConfig:
     repair_lease_seconds: float
     repair_interval_seconds: float
     min_free_disk_mb: int
+    syndication_min_jaccard: float
 
 
 @dataclass(frozen=True)

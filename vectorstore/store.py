@@ -32,7 +32,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ import chromadb
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
+from vectorstore import syndication
 from vectorstore.chunk import Chunk
 from vectorstore.config import StoreConfig
 from vectorstore.ingest import Article, published_timestamp
@@ -102,6 +104,12 @@ class StoredArticle:
     # The version token the article's chunks carry; None for records written before
     # tokens existed, whose chunks carry the content hash prefix.
     write_version: str | None = None
+    # 1 for the first text stored under this id, +1 for each changed text since.
+    revision: int = 1
+    # When the current revision replaced an earlier one (ISO 8601), else None.
+    updated_at: str | None = None
+    # The id of the first stored copy of the same story text (syndication), else None.
+    syndication_group: str | None = None
 
     @property
     def version(self) -> str:
@@ -322,7 +330,26 @@ def _stored_article(article_id: str, text: str, meta: dict[str, Any]) -> StoredA
         origin=meta.get("origin"),
         chunks=int(meta.get("chunks", 0)),
         write_version=meta.get("version"),
+        revision=int(meta.get("revision", 1)),
+        updated_at=meta.get("updated_at"),
+        syndication_group=meta.get("syndication_group"),
     )
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One stored text of an article."""
+
+    article_id: str
+    revision: int
+    content_hash: str
+    written_at: float
+    chars: int
+
+
+def revision_id(article_id: str, content_hash: str) -> str:
+    # Keyed by text, so rewriting the same text (a heal after a crash) is idempotent.
+    return f"{article_id}@{content_hash[:VERSION_CHARS]}"
 
 
 def _stored_chunk(cid: str, text: str, meta: dict[str, Any]) -> StoredChunk:
@@ -373,6 +400,10 @@ class ChromaStore:
         self.chunks = self._collection(f"{config.collection_prefix}-chunks", meta)
         self.state = self.client.get_or_create_collection(
             f"{config.collection_prefix}-state", embedding_function=None
+        )
+        # Every text an article has had, for citations that name an earlier revision.
+        self.revisions_store = self.client.get_or_create_collection(
+            f"{config.collection_prefix}-revisions", embedding_function=None
         )
         self.max_batch = max(1, min(self.client.get_max_batch_size(), 2000))
         self._last_repair: float | None = None
@@ -489,11 +520,13 @@ class ChromaStore:
             return
         self.ensure_disk_space(self._estimate_bytes(items))
         started = time.time()
-        replaced = {
-            aid: record_version(meta)
+        previous = {
+            aid: meta
             for aid, meta in self.article_meta([a.id for a, _, _ in items]).items()
             if meta.get("content_hash")
         }
+        replaced = {aid: record_version(meta) for aid, meta in previous.items()}
+        revisions = self._write_revisions([a for a, _, _ in items], previous, started)
         versions = {a.id: new_version() for a, _, _ in items}
         ids, docs, metas, vecs = [], [], [], []
         for article, chunks, vectors in items:
@@ -545,6 +578,8 @@ class ChromaStore:
                         "published_ts": published_timestamp(a.published_at),
                         "chunks": len(c),
                         "version": versions[a.id],
+                        **revisions[a.id],
+                        **self._syndication_fields(a, {x.id for x, _, _ in items}),
                     }
                 )
                 for a, c, _ in items
@@ -561,6 +596,123 @@ class ChromaStore:
         for i in range(0, len(stale), self.max_batch):
             self.chunks.delete(ids=stale[i : i + self.max_batch])
         self.bump_generation()
+
+    def _write_revisions(
+        self, articles: Sequence[Article], previous: dict[str, dict[str, Any]], now: float
+    ) -> dict[str, dict[str, Any]]:
+        """Store each text as a revision before any record points at it; returns the
+        record fields (revision, updated_at) per article.
+
+        Two writers racing with different texts for one id may give both the same number;
+        both texts are kept, listed by the time they were written."""
+        fields: dict[str, dict[str, Any]] = {}
+        ids, docs, metas = [], [], []
+        legacy = [aid for aid, meta in previous.items() if "revision" not in meta]
+        # A record from before revisions existed: keep its text as revision 1.
+        for aid, old in self.get_articles(legacy).items():
+            ids.append(revision_id(aid, old.content_hash))
+            docs.append(old.text)
+            metas.append(
+                {
+                    "article_id": aid,
+                    "revision": 1,
+                    "content_hash": old.content_hash,
+                    "written_at": 0.0,
+                }
+            )
+        for article in articles:
+            prev = previous.get(article.id)
+            if prev is None:
+                number, updated = 1, None
+            elif prev["content_hash"] == article.content_hash:
+                number, updated = int(prev.get("revision", 1)), prev.get("updated_at")
+            else:
+                number = int(prev.get("revision", 1)) + 1
+                updated = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+            fields[article.id] = {"revision": number, "updated_at": updated}
+            ids.append(revision_id(article.id, article.content_hash))
+            docs.append(article.text)
+            metas.append(
+                {
+                    "article_id": article.id,
+                    "revision": number,
+                    "content_hash": article.content_hash,
+                    "written_at": now,
+                }
+            )
+        for i in range(0, len(ids), self.max_batch):
+            self.revisions_store.upsert(
+                ids=ids[i : i + self.max_batch],
+                documents=docs[i : i + self.max_batch],
+                metadatas=metas[i : i + self.max_batch],
+                embeddings=[[0.0]] * len(ids[i : i + self.max_batch]),
+            )
+        return fields
+
+    def _syndication_fields(self, article: Article, writing: set[str]) -> dict[str, Any]:
+        """Signature fields for the record, and the group of the stored copy it matches."""
+        sig = syndication.signature(article.text)
+        if sig is None:
+            return {}
+        got = self.articles.get(where=syndication.candidate_filter(sig), include=["metadatas"])
+        candidates = [
+            (aid, meta.get("minhash"), meta.get("syndication_group"))
+            for aid, meta in zip(got["ids"], got["metadatas"], strict=True)
+            if aid != article.id and aid not in writing and meta
+        ]
+        match = syndication.best_match(sig, candidates, self.config.syndication_min_jaccard)
+        fields: dict[str, Any] = {"minhash": sig.encode(), **sig.bands()}
+        if match:
+            fields["syndication_group"] = match[0]
+        return fields
+
+    def revisions(self, article_id: str) -> list[Revision]:
+        """Every stored text of an article, oldest first."""
+        got = self.revisions_store.get(
+            where={"article_id": article_id}, include=["metadatas", "documents"]
+        )
+        out = [
+            Revision(
+                article_id=article_id,
+                revision=int(meta["revision"]),
+                content_hash=meta["content_hash"],
+                written_at=float(meta.get("written_at", 0.0)),
+                chars=len(doc or ""),
+            )
+            for meta, doc in zip(got["metadatas"], got["documents"], strict=True)
+        ]
+        return sorted(out, key=lambda r: (r.revision, r.written_at))
+
+    def get_revision(self, article_id: str, revision: int) -> StoredArticle | None:
+        """The article as it read at ``revision`` (the current record's fields, that text)."""
+        current = self.get_article(article_id)
+        if current is None:
+            return None
+        if revision == current.revision:
+            return current
+        got = self.revisions_store.get(
+            where={"$and": [{"article_id": article_id}, {"revision": revision}]},
+            include=["metadatas", "documents"],
+        )
+        if not got["ids"]:
+            return None
+        # The latest written text of that number (see _write_revisions on races).
+        _, doc, meta = max(
+            zip(got["ids"], got["documents"], got["metadatas"], strict=True),
+            key=lambda g: float(g[2].get("written_at", 0.0)),
+        )
+        return replace(current, text=doc, content_hash=meta["content_hash"], revision=revision)
+
+    def syndicated_copies(self, group_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The ids of every stored copy in each group (the group's first copy included)."""
+        ids = list(dict.fromkeys(group_ids))
+        out: dict[str, list[str]] = {g: [g] for g in ids}
+        if not ids:
+            return out
+        got = self.articles.get(where={"syndication_group": {"$in": ids}}, include=["metadatas"])
+        for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            out.setdefault(meta["syndication_group"], []).append(aid)
+        return out
 
     def _upsert(
         self, collection: Any, ids: list[str], docs: list[str], metas: list[dict], vecs: list
@@ -585,6 +737,7 @@ class ChromaStore:
         version = record_version(meta)
         self.articles.delete(ids=[article_id])
         self.chunks.delete(where={"$and": [{"article_id": article_id}, {"version": version}]})
+        self.revisions_store.delete(where={"article_id": article_id})
         self.bump_generation()
         return True
 
