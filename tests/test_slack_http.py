@@ -182,7 +182,10 @@ def expected_answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     lines = ["*Sources*"]
     for c in answer.citations:
         assert len(c.quote) < 240 and len(c.title) <= 120
-        url = f"{PUBLIC_URL}/v1/articles/{c.article_id}/spans?start={c.start}&amp;end={c.end}"
+        url = (
+            f"{PUBLIC_URL}/v1/articles/{c.article_id}/spans?start={c.start}&amp;end={c.end}"
+            f"&amp;revision={c.revision}"
+        )
         lines.append(f"*[{c.n}]* <{url}|{c.title}> — source unknown · undated\n>“{c.quote}”")
     n = len(answer.citations)
     engine = (
@@ -194,6 +197,10 @@ def expected_answer_blocks(answer: Answer) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines), "verbatim": True}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": engine, "verbatim": True}]},
     ]
+
+
+def context_block(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text, "verbatim": True}]}
 
 
 def working_blocks() -> list[dict[str, Any]]:
@@ -281,6 +288,54 @@ def test_bad_signature_on_a_slash_command_gets_401(harness: Harness) -> None:
     assert r.status_code == 401
     harness.drain()
     assert harness.stub.calls == []
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "wrong-secret", "stale"])
+def test_signature_failures_have_the_documented_error_shape(
+    production_app: TestClient, kind: str
+) -> None:
+    body = event_body(mention(QUESTION, ts="1700000000.000100"))
+    headers = {
+        "unsigned": {},
+        "wrong-secret": signature_headers(body, secret="wrong-secret"),
+        "stale": signature_headers(body, timestamp=int(time.time()) - 6 * 60),
+    }[kind]
+    r = production_app.post(
+        "/slack/events", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert_error(r, 401, "unauthorized")
+
+
+def test_a_signature_bolt_rejects_has_the_documented_error_shape(
+    stub: SlackStub, seeds_dir: Path
+) -> None:
+    """bolt checks the signature again, with its own secret: when it refuses (here it was
+    given another secret than the routes), its ``{"error": "invalid request"}`` is
+    answered in the API's shape too."""
+    nd = Newsdesk(make_settings(seeds_dir), embedder=HashingEmbedder())  # type: ignore[arg-type]
+    other = Newsdesk(
+        make_settings(seeds_dir, slack_signing_secret="rotated-secret"),
+        embedder=HashingEmbedder(),  # type: ignore[arg-type]
+    )
+    api = FastAPI()
+    mount_slack(api, nd, bolt_app=build_app(other, client=stub.client()))
+    body = event_body(mention(QUESTION, ts="1700000000.000100"))
+    r = TestClient(api).post(
+        "/slack/events",
+        content=body,
+        headers={"Content-Type": "application/json", **signature_headers(body)},
+    )
+    error = assert_error(r, 401, "unauthorized")["error"]
+    assert error["message"] == "Slack request rejected: invalid request."
+    assert stub.calls == []
+
+
+def test_a_command_nobody_handles_has_the_documented_error_shape(harness: Harness) -> None:
+    r = harness.command("/weather", "Kyiv")  # signed, but not one of ours
+    error = assert_error(r, 404, "not_found")["error"]
+    assert error["message"] == "Slack request rejected: unhandled request."
+    harness.drain()
+    assert harness.stub.methods() == []
 
 
 # ---- malformed requests: rejected before bolt parses anything -------------------------------
@@ -580,6 +635,61 @@ def test_empty_mention_gets_help(harness: Harness) -> None:
     assert "Ask me about the news" in update["text"]
 
 
+def test_acks_never_wait_for_the_api_request_threads(stub: SlackStub, seeds_dir: Path) -> None:
+    """The API's sync routes run in anyio's threadpool; Slack's acks must not queue there.
+    Here that pool has one thread and a request holds it: Slack's first request (bolt's
+    auth.test, on Slack's own threads) and the next (on the event loop) are still
+    acknowledged, and answered, while it is held."""
+    import anyio.to_thread
+
+    release, held = threading.Event(), threading.Event()
+    api = FastAPI()
+
+    @api.post("/v1/busy")
+    def busy() -> dict[str, str]:  # a sync route, like /v1/summaries
+        held.set()
+        release.wait(60)
+        return {}
+
+    nd = Newsdesk(make_settings(seeds_dir), embedder=HashingEmbedder())  # type: ignore[arg-type]
+    executor = ThreadPoolExecutor(max_workers=2)
+    mount_slack(api, nd, bolt_app=build_app(nd, client=stub.client(), executor=executor))
+
+    def in_thread(call: Callable[[], httpx.Response]) -> tuple[threading.Event, list]:
+        done, out = threading.Event(), []
+        threading.Thread(target=lambda: (out.append(call()), done.set()), daemon=True).start()
+        return done, out
+
+    with TestClient(api) as http:
+        assert http.portal is not None
+
+        limiter = http.portal.call(anyio.to_thread.current_default_thread_limiter)
+        threads = limiter.total_tokens
+
+        def api_threads(n: int) -> None:
+            limiter.total_tokens = n
+
+        http.portal.call(api_threads, 1)
+        busy_done, _ = in_thread(lambda: http.post("/v1/busy"))
+        try:
+            assert held.wait(30)
+            for n, ts in enumerate(["1700000000.000100", "1700000001.000100"]):
+                body = event_body(mention(QUESTION, ts=ts), event_id=f"Ev{n}")
+                headers = {"Content-Type": "application/json", **signature_headers(body)}
+                done, out = in_thread(
+                    lambda b=body, h=headers: http.post("/slack/events", content=b, headers=h)
+                )
+                assert done.wait(60), f"Slack request {n} waited for the API's thread"
+                assert out[0].status_code == 200
+            assert not busy_done.is_set()  # the API's one thread was held all along
+        finally:
+            release.set()
+            http.portal.call(api_threads, threads)
+        assert busy_done.wait(60)
+    executor.shutdown(wait=True)
+    assert stub.methods().count("chat.update") == 2
+
+
 # ---- retries ------------------------------------------------------------------------------
 
 
@@ -617,7 +727,32 @@ def test_ask_command_replies_in_channel(harness: Harness) -> None:
     assert answer.engine == "extractive"
     assert reply["response_type"] == "in_channel"
     assert reply["text"] == answer.answer
-    assert reply["blocks"] == expected_answer_blocks(answer)
+    # Slack shows the channel no trace of the command: the reply says who asked what.
+    asked = f"<@{USER}> asked: {QUESTION}"
+    assert reply["blocks"] == [context_block(asked), *expected_answer_blocks(answer)]
+
+
+def test_the_question_shown_in_channel_is_escaped(harness: Harness) -> None:
+    # As Slack sends a typed "<b>5 < 6 & @here</b>?": entities, and @here as markup.
+    harness.command("/ask", "&lt;b&gt;how many fled? 5 &lt; 6 &amp; <!here>&lt;/b&gt;")
+    harness.drain()
+    [reply] = harness.stub.to("response_url")
+    assert reply["blocks"][0] == context_block(
+        f"<@{USER}> asked: &lt;b&gt;how many fled? 5 &lt; 6 &amp; @\u2060here&lt;/b&gt;"
+    )
+    assert "<!here>" not in harness.stub.payloads() and "<b>" not in harness.stub.payloads()
+
+
+def test_only_a_real_user_id_becomes_a_mention(harness: Harness) -> None:
+    body = command_body("/ask", QUESTION, harness.stub.response_url(), user="<!channel>")
+    harness.http.post(
+        "/slack/commands",
+        content=body,
+        headers={"Content-Type": FORM_TYPE, **signature_headers(body)},
+    )
+    harness.drain()
+    [reply] = harness.stub.to("response_url")
+    assert reply["blocks"][0] == context_block(f"reader asked: {QUESTION}")
 
 
 def test_ask_command_is_ephemeral_when_configured(make_harness: Callable[..., Harness]) -> None:
@@ -628,12 +763,16 @@ def test_ask_command_is_ephemeral_when_configured(make_harness: Callable[..., Ha
     assert reply["response_type"] == "ephemeral"
 
 
-def test_ask_command_refusal_says_the_sources_dont_cover_it(harness: Harness) -> None:
-    harness.command("/ask", "Who won the 2022 football World Cup final?")
+def test_ask_command_refusal_goes_only_to_the_asker(harness: Harness) -> None:
+    question = "Who won the 2022 football World Cup final?"
+    harness.command("/ask", question)
     harness.drain()
     [reply] = harness.stub.to("response_url")
-    assert reply["response_type"] == "in_channel"
+    assert reply["response_type"] == "ephemeral"
     assert reply["blocks"][0]["text"]["text"].startswith(
+        f":no_entry_sign: No coverage of “{question}” in the ingested articles"
+    )
+    assert reply["blocks"][1]["text"]["text"].startswith(
         ":no_entry_sign: The sources don't cover this"
     )
     assert "Sources" not in block_text(reply["blocks"])
@@ -647,6 +786,8 @@ def test_summarize_command(harness: Harness) -> None:
     [reply] = harness.stub.to("response_url")
     assert reply["response_type"] == "in_channel"
     blocks = reply["blocks"]
+    assert blocks[0] == context_block(f"<@{USER}> asked for a summary of: Putin safety zone")
+    blocks = blocks[1:]
     assert blocks[0]["text"]["text"].startswith("*Summary: Putin safety zone*\n• ")
     text = block_text(blocks)
     assert (
@@ -662,7 +803,10 @@ def test_brief_command(harness: Harness) -> None:
     harness.drain()
     [reply] = harness.stub.to("response_url")
     assert reply["response_type"] == "in_channel"
-    text = block_text(reply["blocks"])
+    assert reply["blocks"][0] == context_block(
+        f"<@{USER}> asked for a briefing on: Putin safety zone"
+    )
+    text = block_text(reply["blocks"][1:])
     assert text.startswith("*Briefing: Putin safety zone*")
     assert "*Bottom line*\n• " in text and "*Sources*" in text
     assert reply["blocks"][-1]["elements"][0]["text"].startswith(
@@ -706,6 +850,51 @@ def test_command_errors_are_ephemeral(make_harness: Callable[..., Harness], tmp_
     [reply] = harness.stub.to("response_url")
     assert reply["response_type"] == "ephemeral"
     assert "No articles have been ingested yet" in reply["text"]
+
+
+REFUSED_BY_THE_LLM = {
+    "/summarize": {"points": [], "differences": []},
+    "/brief": {
+        "title": "Putin safety zone",
+        "bottom_line": [],
+        "developments": [],
+        "perspectives": [],
+        "differences": [],
+        "open_questions": [],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_BY_THE_LLM))
+def test_refused_summary_or_briefing_goes_only_to_the_asker(
+    make_harness: Callable[..., Harness], name: str
+) -> None:
+    """The service refuses (the articles are near the topic, but the LLM engine finds
+    nothing in them to say): the asker hears "no coverage", the channel hears nothing."""
+    topic = "Putin safety zone"
+    with httpx.Client() as http, respx.mock(assert_all_called=True) as llm:
+        route = llm.post(CHAT_URL).mock(return_value=completion(REFUSED_BY_THE_LLM[name]))
+        harness = make_harness(
+            llm_http_client=http,
+            llm_base_url="http://llm.test/v1",
+            llm_api_key="sk-test",
+            llm_max_retries=0,
+        )
+        harness.command(name, topic)
+        harness.drain()
+    assert route.called
+    [reply] = harness.stub.to("response_url")
+    assert reply["response_type"] == "ephemeral"
+    what = "a summary" if name == "/summarize" else "a briefing"
+    assert reply["blocks"][0]["text"]["text"] == (
+        f":no_entry_sign: No coverage of “{topic}” in the ingested articles, so {what} was "
+        "not posted to the channel. What the service said:"
+    )
+    said = block_text(reply["blocks"][1:])
+    assert "The sources don't say enough" in said and "*Sources*" not in said
+    assert reply["blocks"][-1]["elements"][0]["text"].startswith(
+        ":robot_face: Answered by the LLM engine"
+    )
 
 
 def test_llm_down_is_a_friendly_message_and_logged(
@@ -830,7 +1019,10 @@ def test_socket_mode_requests_answer_and_drop_retries(stub: SlackStub, seeds_dir
     executor = ThreadPoolExecutor(max_workers=2)
     app = build_app(nd, client=stub.client(), executor=executor)
     payload = json.loads(event_body(mention(QUESTION, ts="1700000000.000100")))
-    first = SocketModeRequest(type="events_api", envelope_id="e1", payload=payload)
+    # As Slack sends a first delivery: retry_attempt 0 and an empty reason, never absent.
+    first = SocketModeRequest(
+        type="events_api", envelope_id="e1", payload=payload, retry_attempt=0, retry_reason=""
+    )
     retry = SocketModeRequest(
         type="events_api",
         envelope_id="e2",

@@ -6,16 +6,28 @@ lazy listeners (threads), for HTTP mode (mounted in the FastAPI app) and Socket 
   the conversation history.
 - ``/ask``, ``/summarize`` and ``/brief`` reply through the command's response_url: in the
   channel, or only to the user for errors and for ``/ask`` when ``slack_ephemeral``.
-- Slack's retries (``X-Slack-Retry-Num``) are acknowledged and dropped, so nothing is
-  answered twice; the first delivery was acknowledged within 3 s and is being answered.
+- Slack's retries (``X-Slack-Retry-Num`` of 1 or more) are acknowledged and dropped, so
+  nothing is answered twice; the first delivery was acknowledged within 3 s and is being
+  answered. Socket Mode marks every first delivery ``retry_attempt: 0``: that one is answered.
+- A slash command's reply starts with who asked and what; a summary or briefing (or answer)
+  that the sources don't cover goes only to the asker.
+- Acknowledgements never queue behind the API's request threads (Slack retries after 3 s
+  and disables apps that keep missing it): bolt's dispatch runs on a small pool of its own
+  until bolt has its auth.test result, then on the event loop, with no thread at all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import hashlib
 import hmac
+import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -28,18 +40,18 @@ from pydantic import SecretStr
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.fastapi import SlackRequestHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.middleware.authorization import SingleTeamAuthorization
 from slack_bolt.request.internals import parse_body
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
-from starlette.concurrency import run_in_threadpool
 
 from service.answer import AnswerService
 from service.articles import require_articles
 from service.brief import BriefingService
 from service.context import Newsdesk
 from service.errors import InvalidRequest, LLMError, NothingFound, NothingIngested, QuestionTooLong
-from service.models import Answer
+from service.models import Answer, Briefing, Summary
 from service.requests import AskBody, BriefingBody, HistoryMessage, SummaryBody, parse_request
 from service.slack.blocks import (
     WORKING,
@@ -48,7 +60,9 @@ from service.slack.blocks import (
     answer_text,
     briefing_blocks,
     briefing_text,
+    context,
     escape,
+    section,
     shorten,
     split_messages,
     summary_blocks,
@@ -77,9 +91,16 @@ HELP = (
 )
 # Slash command replies go through the response_url, which Slack allows five times.
 MAX_COMMAND_MESSAGES = 4
-# Used when the settings have no such limits (the HTTP API's settings, when present, win).
 # Longer threads are read page by page up to this many messages.
 MAX_THREAD_MESSAGES = 400
+# Threads for bolt's dispatch (middleware and the ack listener) while it still has to make
+# its auth.test call. Kept apart from the API's request threads so an API burst cannot hold
+# Slack's acks past its 3 s limit; the answers themselves run in the lazy listener executor.
+ACK_THREADS = 4
+# The lazy listeners: each one answers a question, summary or briefing.
+LISTENER_THREADS = 8
+# Slack user ids (U…, W… for Enterprise Grid): only these are written as <@id> mentions.
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 def friendly_error(exc: BaseException) -> str:
@@ -122,15 +143,64 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def retry_number(req: BoltRequest) -> int:
+    """Which delivery this is: 0 for the first. Socket Mode sends ``retry_attempt: 0`` on
+    every first delivery, which bolt passes on as the header ``x-slack-retry-num: 0``."""
+    value = (req.headers.get("x-slack-retry-num") or ["0"])[0].strip()
+    try:
+        return int(value or "0")
+    except ValueError:
+        return 0
+
+
 def drop_retries(req: BoltRequest, next: Callable[[], Any]) -> Any:
     """Acknowledge Slack's retries without running anything: the first delivery was
     acknowledged in time and its lazy listener is answering (or has answered)."""
-    retry = req.headers.get("x-slack-retry-num")
-    if retry:
+    retry = retry_number(req)
+    if retry >= 1:
         reason = (req.headers.get("x-slack-retry-reason") or ["?"])[0]
-        log.info("slack: dropped retry %s (%s)", retry[0], reason)
+        log.info("slack: dropped retry %s (%s)", retry, reason or "?")
         return BoltResponse(status=200, body="")
     return next()
+
+
+@dataclass
+class Reply:
+    """A result as Slack blocks, its notification text, and whether the sources had
+    nothing on it (then it goes only to the asker)."""
+
+    blocks: list[Block]
+    text: str
+    refused: bool = False
+
+
+def asked_line(command: Mapping[str, Any], text: str) -> str:
+    """Who asked what, for the top of a slash command's reply: Slack does not show the
+    command itself to anyone, so an answer in the channel would otherwise come from nowhere."""
+    user_id = str(command.get("user_id") or "")
+    if _USER_ID.fullmatch(user_id):
+        who = f"<@{user_id}>"
+    else:
+        who = escape(shorten(str(command.get("user_name") or "Someone"), 60))
+    what = escape(shorten(text, 300))
+    name = command.get("command")
+    if name == "/summarize":
+        return f"{who} asked for a summary of: {what}" if text else f"{who} asked for a summary"
+    if name == "/brief":
+        return f"{who} asked for a briefing on: {what}"
+    return f"{who} asked: {what}"
+
+
+def no_coverage_text(name: str, text: str) -> str:
+    if text:
+        lead = f":no_entry_sign: No coverage of “{escape(shorten(text, 200))}”"
+    else:
+        lead = ":no_entry_sign: No coverage to summarise"
+    what = {"/summarize": "a summary", "/brief": "a briefing"}.get(name, "an answer")
+    return (
+        f"{lead} in the ingested articles, so {what} was not posted to the channel. "
+        "What the service said:"
+    )
 
 
 class SlackBot:
@@ -155,7 +225,7 @@ class SlackBot:
         require_articles(self.nd)
         return self.answers.answer(question)
 
-    def _answer_message(self, text: str, history: list[HistoryMessage]) -> tuple[list[Block], str]:
+    def _answer_message(self, text: str, history: list[HistoryMessage]) -> Reply:
         started = time.perf_counter()
         answer = self.answer(text, history)
         log.info(
@@ -169,7 +239,7 @@ class SlackBot:
         blocks = answer_blocks(
             answer, public_url=self.settings.public_url, llm_model=self._llm_model
         )
-        return blocks, answer_text(answer)
+        return Reply(blocks, answer_text(answer), answer.refused)
 
     # ---- events -------------------------------------------------------------------
 
@@ -252,7 +322,8 @@ class SlackBot:
         placeholder = self._post(client, channel, thread_ts, text_blocks(WORKING), WORKING)
         try:
             if question:
-                blocks, text = self._answer_message(question, history)
+                reply = self._answer_message(question, history)
+                blocks, text = reply.blocks, reply.text
             else:
                 blocks, text = text_blocks(HELP), HELP
         except Exception as exc:
@@ -366,40 +437,47 @@ class SlackBot:
         ephemeral = False
         try:
             if name == "/ask":
-                blocks, fallback = self._answer_message(text, [])
+                reply = self._answer_message(text, [])
                 ephemeral = self.settings.slack_ephemeral
             elif name == "/summarize":
-                blocks, fallback = self._summary_message(text)
+                reply = self._summary_message(text)
             elif name == "/brief":
-                blocks, fallback = self._briefing_message(text)
+                reply = self._briefing_message(text)
             else:
-                blocks, fallback = text_blocks(HELP), HELP
+                reply = Reply(text_blocks(HELP), HELP)
         except Exception as exc:
             _log_failure(name or "command", exc)
             message = friendly_error(exc)
             self._respond(respond, "ephemeral", text_blocks(message), message)
             return
-        response_type = "ephemeral" if ephemeral else "in_channel"
+        if reply.refused:
+            # Nothing the sources support: the asker learns so, the channel is not spammed.
+            log.info("slack %s: no coverage; replied only to the asker", name)
+            head = section(no_coverage_text(name, text))
+            blocks, response_type = [head, *reply.blocks], "ephemeral"
+        else:
+            blocks = [context(asked_line(command, text)), *reply.blocks]
+            response_type = "ephemeral" if ephemeral else "in_channel"
         for blocks_part in split_messages(blocks, max_messages=MAX_COMMAND_MESSAGES):
-            self._respond(respond, response_type, blocks_part, fallback)
+            self._respond(respond, response_type, blocks_part, reply.text)
 
-    def _summary_message(self, topic: str) -> tuple[list[Block], str]:
+    def _summary_message(self, topic: str) -> Reply:
         req = parse_request(SummaryBody, topic=topic or None)
         require_articles(self.nd)
-        summary = self.summaries.summarize(req)
+        summary: Summary = self.summaries.summarize(req)
         blocks = summary_blocks(
             summary, public_url=self.settings.public_url, llm_model=self._llm_model
         )
-        return blocks, summary_text(summary)
+        return Reply(blocks, summary_text(summary), summary.refused)
 
-    def _briefing_message(self, topic: str) -> tuple[list[Block], str]:
+    def _briefing_message(self, topic: str) -> Reply:
         req = parse_request(BriefingBody, topic=topic)
         require_articles(self.nd)
-        briefing = self.briefings.brief(req)
+        briefing: Briefing = self.briefings.brief(req)
         blocks = briefing_blocks(
             briefing, public_url=self.settings.public_url, llm_model=self._llm_model
         )
-        return blocks, briefing_text(briefing)
+        return Reply(blocks, briefing_text(briefing), briefing.refused)
 
     @staticmethod
     def _respond(respond: Any, response_type: str, blocks: list[Block], text: str) -> None:
@@ -419,6 +497,17 @@ class SlackBot:
             log.error("slack: response_url answered %s: %s", resp.status_code, resp.body)
 
 
+def slack_web_client(settings: Any) -> WebClient:
+    """A WebClient for the bot token on ``NEWSDESK_SLACK_API_URL`` (Slack's, GovSlack's or a
+    local stand-in); Socket Mode opens its connection through the same client."""
+    base_url = settings.slack_api_url
+    # slack_sdk joins method names onto the base URL as is.
+    return WebClient(
+        token=_secret(settings.slack_bot_token),
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+    )
+
+
 def build_app(
     newsdesk: Newsdesk,
     *,
@@ -427,17 +516,18 @@ def build_app(
 ) -> App:
     """The bolt App for this Newsdesk; nothing is kept at module level.
 
-    ``client`` replaces the WebClient made from ``slack_bot_token`` (tests point one at
-    a local stub); ``executor`` runs the lazy listeners (default: 8 threads).
+    ``client`` replaces the WebClient made from ``slack_bot_token`` and
+    ``slack_api_url``; ``executor`` runs the lazy listeners (default: a pool of
+    ``LISTENER_THREADS``).
     """
     settings = newsdesk.settings
-    token = _secret(settings.slack_bot_token)
-    if client is None and not token:
-        raise ValueError("the Slack bot needs NEWSDESK_SLACK_BOT_TOKEN")
+    if client is None:
+        if not _secret(settings.slack_bot_token):
+            raise ValueError("the Slack bot needs NEWSDESK_SLACK_BOT_TOKEN")
+        client = slack_web_client(settings)
     bot = SlackBot(newsdesk)
     app = App(
         name="newsdesk",
-        token=None if client is not None else token,
         client=client,
         signing_secret=_secret(settings.slack_signing_secret) or "",
         # Ack first, then the lazy listeners do the slow part in the executor.
@@ -446,7 +536,7 @@ def build_app(
         token_verification_enabled=False,
         before_authorize=drop_retries,
         listener_executor=executor
-        or ThreadPoolExecutor(max_workers=8, thread_name_prefix="newsdesk-slack"),
+        or ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="newsdesk-slack"),
     )
     app.event("app_mention")(ack=bot.ack, lazy=[bot.on_mention])
     app.event("message", matchers=[bot.wants_message])(ack=bot.ack, lazy=[bot.on_message])
@@ -475,6 +565,8 @@ class RawBodyVerifier(SignatureVerifier):
 
 @dataclass
 class Rejection:
+    """An error response in the API's shape, ``{"error": {"code", "message"}}``."""
+
     status: int
     code: str
     message: str
@@ -484,6 +576,23 @@ class Rejection:
         return JSONResponse(
             {"error": {"code": self.code, "message": self.message}}, status_code=self.status
         )
+
+
+_BOLT_ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+
+
+def bolt_error(resp: BoltResponse) -> Rejection | None:
+    """bolt's own error responses (``{"error": "invalid request"}`` for a signature it
+    rejects, ``{"error": "unhandled request"}`` for an event or command with no listener)
+    in the documented error shape; None for a success."""
+    if resp.status < 400:
+        return None
+    message = ""
+    with contextlib.suppress(ValueError, AttributeError):
+        message = str(json.loads(resp.body).get("error") or "")
+    code = _BOLT_ERROR_CODES.get(resp.status, "slack_request_failed")
+    text = f"Slack request rejected: {message}." if message else "Slack request rejected."
+    return Rejection(resp.status, code, text)
 
 
 def check_slack_request(
@@ -522,6 +631,18 @@ def check_slack_request(
     return None
 
 
+def bolt_authorized(app: App) -> bool:
+    """Whether bolt holds its auth.test result, so that dispatching a request makes no
+    network call. bolt keeps it on its single-workspace authorization middleware and has
+    no public accessor; if that ever moves, this says False and dispatch stays off the
+    event loop."""
+    middleware = getattr(app, "_middleware_list", None) or []
+    return any(
+        isinstance(m, SingleTeamAuthorization) and m.auth_test_result is not None
+        for m in middleware
+    )
+
+
 def slack_http_configured(newsdesk: Newsdesk) -> bool:
     s = newsdesk.settings
     return bool(_secret(s.slack_bot_token) and _secret(s.slack_signing_secret))
@@ -544,9 +665,14 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
 
     verifier = RawBodyVerifier(_secret(newsdesk.settings.slack_signing_secret) or "")
 
+    # Not anyio's default threadpool: the API's sync routes share that (40 threads), and a
+    # burst of summaries left Slack's acks queued behind them for 5-17 s.
+    ack_executor = ThreadPoolExecutor(max_workers=ACK_THREADS, thread_name_prefix="slack-ack")
+
     class ThreadedSlackRequestHandler(SlackRequestHandler):
-        """bolt's handler, behind our own signature and body checks, with dispatch (ack,
-        the first auth.test) run in the threadpool instead of blocking the event loop."""
+        """bolt's handler, behind our own signature and body checks. Dispatch (middleware
+        and the ack listener) never waits for the API's request threads: on Slack's own
+        threads until bolt has made its one auth.test call, on the event loop after."""
 
         async def handle(
             self, req: Request, addition_context_properties: dict[str, Any] | None = None
@@ -561,7 +687,22 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
                 )
                 return rejection.response()
             bolt_req = to_bolt_request(req, body, addition_context_properties)
-            return to_starlette_response(await run_in_threadpool(self.app.dispatch, bolt_req))
+            if bolt_authorized(self.app):
+                # A few ms of CPU and no I/O (the lazy listeners are only submitted): done
+                # here, it needs no thread, which under a CPU-bound burst is the difference
+                # between waiting once for the GIL and waiting three times (bench/slack_ack.py).
+                bolt_resp = self.app.dispatch(bolt_req)
+            else:
+                # The first request calls auth.test: never on the event loop.
+                # The request's context (its id in the logs) goes along, as run_in_threadpool's.
+                run = functools.partial(contextvars.copy_context().run, self.app.dispatch)
+                loop = asyncio.get_running_loop()
+                bolt_resp = await loop.run_in_executor(ack_executor, run, bolt_req)
+            failed = bolt_error(bolt_resp)
+            if failed is not None:
+                log.info("slack: %s %s: %s", req.url.path, failed.status, failed.message)
+                return failed.response()
+            return to_starlette_response(bolt_resp)
 
     bolt = bolt_app or build_app(newsdesk)
     handler = ThreadedSlackRequestHandler(bolt)
@@ -576,6 +717,7 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
         200: {"description": "Acknowledged (the answer follows in Slack)."},
         400: {"description": "Signed, but the body is not UTF-8 or not the JSON Slack sends."},
         401: {"description": "Missing, invalid or stale Slack signature or timestamp."},
+        404: {"description": "Signed, but no listener for this command or event type."},
     }
     app.add_api_route(
         "/slack/events",
@@ -601,19 +743,32 @@ def mount_slack(app: FastAPI, newsdesk: Newsdesk, *, bolt_app: App | None = None
 
 
 def socket_mode_handler(
-    newsdesk: Newsdesk, *, client: WebClient | None = None
+    newsdesk: Newsdesk, *, client: WebClient | None = None, executor: Executor | None = None
 ) -> SocketModeHandler:
-    """A Socket Mode handler for the bot (not yet connected)."""
+    """A Socket Mode handler for the bot (not yet connected). ``apps.connections.open`` goes
+    through the bot's WebClient, so to ``NEWSDESK_SLACK_API_URL`` too."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     app_token = _secret(newsdesk.settings.slack_app_token)
     if not app_token:
         raise ValueError("Socket Mode needs NEWSDESK_SLACK_APP_TOKEN (xapp-…)")
-    return SocketModeHandler(build_app(newsdesk, client=client), app_token=app_token)
+    app = build_app(newsdesk, client=client, executor=executor)
+    return SocketModeHandler(app, app_token=app_token)
 
 
-def run_socket_mode(newsdesk: Newsdesk) -> None:
-    """Connect to Slack over Socket Mode and serve until interrupted (blocks)."""
-    handler = socket_mode_handler(newsdesk)
-    log.info("slack: starting Socket Mode")
-    handler.start()
+def run_socket_mode(
+    newsdesk: Newsdesk,
+    *,
+    stop: threading.Event | None = None,
+    executor: Executor | None = None,
+) -> None:
+    """Connect to Slack over Socket Mode and serve until ``stop`` is set or the process is
+    interrupted (blocks); ``newsdesk slack`` runs this. ``executor`` runs the lazy listeners."""
+    handler = socket_mode_handler(newsdesk, executor=executor)
+    log.info("slack: starting Socket Mode (Web API %s)", newsdesk.settings.slack_api_url)
+    handler.connect()
+    try:
+        (stop or threading.Event()).wait()
+    finally:
+        handler.close()
+        log.info("slack: Socket Mode closed")
