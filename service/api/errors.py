@@ -68,6 +68,7 @@ STATUS_OF_CODE = {
     "llm_bad_response": 503,
     "store_unavailable": 503,
     "store_busy": 503,
+    "source_busy": 409,
     "insufficient_storage": 507,
     "embedding_model_mismatch": 500,
 }
@@ -76,7 +77,7 @@ _PUBLIC_MESSAGE = {
     "store_unavailable": "The article store is unavailable; try again shortly.",
 }
 # A busy store clears once the slow write ends.
-_HEADERS = {"store_busy": {"Retry-After": "5"}}
+_HEADERS = {"store_busy": {"Retry-After": "5"}, "source_busy": {"Retry-After": "30"}}
 
 
 def reported_error_response(exc: NewsdeskError | StoreError) -> JSONResponse:
@@ -171,11 +172,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Never a stack trace in a response; the log has it, keyed by request id.
+        # Only what fails outside RequestContextMiddleware gets here (the routes' errors
+        # are answered there, with the request id); never a stack trace either way.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500,
-            "internal_error",
-            "Something went wrong on our side. "
-            "The request id in X-Request-ID identifies it in the logs.",
-        )
+        return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    """The 500 of an unexpected error: the stack trace is in the log, keyed by the
+    request id the response's X-Request-ID header carries."""
+    return error_response(
+        500,
+        "internal_error",
+        "Something went wrong on our side. "
+        "The request id in X-Request-ID identifies it in the logs.",
+    )

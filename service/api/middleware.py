@@ -12,10 +12,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.errors import internal_error_response
 from service.api.metrics import Metrics
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("newsdesk.access")
+log = logging.getLogger("newsdesk.api")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -29,6 +31,8 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": request_id_var.get(),
+            # Which worker of `newsdesk serve --workers N` wrote the line.
+            "pid": record.process,
         }
         data.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -73,11 +77,12 @@ class RequestContextMiddleware:
         rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(rid)
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", rid.encode()))
                 message["headers"] = headers
@@ -85,6 +90,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Answered here, inside the request's context, rather than by Starlette's
+            # outermost error middleware: so the 500 carries X-Request-ID, its log line the
+            # request id, and the exception goes no further. (Past this point uvicorn would
+            # log it again and close the connection, resetting a keep-alive client's next
+            # request.) Once a response has started, only closing can tell the client it
+            # is incomplete.
+            if status["started"]:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method", ""), scope["path"])
+            await internal_error_response()(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
