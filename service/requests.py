@@ -27,6 +27,8 @@ MAX_QUESTION_CHARS = 2000
 MAX_HISTORY_MESSAGES = 40
 MAX_MESSAGE_CHARS = 20_000
 MAX_TOP_K = 50
+# Search shows passages, not an answer built from them: a longer list is still cheap.
+MAX_SEARCH_TOP_K = 100
 MIN_SUMMARY_WORDS = 30
 MAX_SUMMARY_WORDS = 2000
 
@@ -167,6 +169,20 @@ class AskBody(BaseModel):
         return self.question
 
 
+# The passages retrieval finds for a query, with their exact spans (POST /v1/search,
+# `newsdesk search`, the LangChain retriever).
+class SearchBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"query": "How many people fled Kursk?", "top_k": 5}]},
+    )
+
+    query: NonBlank = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    top_k: Annotated[int, Field(ge=1, le=MAX_SEARCH_TOP_K), BeforeValidator(_json_integer)] = 5
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    filters: Filters | None = None
+
+
 # A neutral summary of the named articles, or of those about the topic, or (neither
 # given) of every article the filters admit.
 class SummaryBody(BaseModel):
@@ -199,7 +215,7 @@ class BriefingBody(BaseModel):
 
 
 # The texts a request is about: when blank or too long, they get errors of their own.
-_TEXT_FIELDS = ("question", "topic")
+_TEXT_FIELDS = ("question", "topic", "query")
 
 
 def parse_request(model: type[M], **fields: Any) -> M:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 import service.cli
@@ -65,7 +67,16 @@ def test_search_json_shape_and_article_round_trip() -> None:
     code, out, _ = run("search", "121,000 individuals fleeing", "--json", "-k", "3")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 3
-    assert set(rows[0]) == {"article_id", "title", "source", "start", "end", "text", "score"}
+    assert set(rows[0]) == {
+        "article_id",
+        "title",
+        "source",
+        "published_at",
+        "start",
+        "end",
+        "text",
+        "score",
+    }
     code, out, _ = run("article", rows[0]["article_id"], "--json")
     article = json.loads(out)
     assert article["text"][rows[0]["start"] : rows[0]["end"]] == rows[0]["text"]
@@ -151,3 +162,100 @@ def test_dates_are_read_as_ingest_reads_them() -> None:
     run("ingest", str(SEEDS))
     code, out, _ = run("ask", "How many fled?", "--after", "2024-08-01 09:30", "--json")
     assert code == 0 and json.loads(out)["refused"]  # the seeds are undated
+
+
+# ---- issue 14: what a new user types -------------------------------------------------------
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    code, out, _ = run("--version")
+    assert (code, out) == (0, f"newsdesk {version('newsdesk')}\n")
+
+
+def _commands(group: TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            found += _commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_help_shows_no_python_types_for_flags_and_lists() -> None:
+    root = typer.main.get_command(service.cli.app)
+    assert isinstance(root, TyperGroup)
+    commands = _commands(root)
+    assert ("summarize",) in commands and ("eval", "retrieval") in commands
+    for path in commands:
+        code, out, _ = run(*path, "--help")
+        assert code == 0 and "--help" in out
+        # Arguments still show their type (ingest's PATHS <list[Path]>): typer offers no
+        # way to change that; options show a metavar or, for a flag, nothing.
+        options = out.split("\nOptions:\n", 1)[1]
+        assert "<bool>" not in out and "<list[" not in options, (path, out)
+    _, out, _ = run("search", "--help")
+    assert "--source NAME" in out and "--article ID" in out
+    _, out, _ = run("summarize", "--help")
+    assert "--articles ID..." in out
+
+
+def _seed_ids() -> list[str]:
+    run("ingest", str(SEEDS))
+    return [row["id"] for row in json.loads(run("articles", "--json")[1])]
+
+
+def _cited(args: tuple[str, ...]) -> set[str]:
+    code, out, err = run(*args, "--max-words", "60", "--json")
+    assert code == 0, err
+    return {c["article_id"] for c in json.loads(out)["citations"]}
+
+
+def test_summarize_takes_several_ids_after_one_articles_flag() -> None:
+    first, second, third = _seed_ids()
+    assert _cited(("summarize", "--articles", first, second)) == {first, second}
+    assert _cited(("summarize", "--articles", first, "--articles", third)) == {first, third}
+    assert _cited(("summarize", "--articles", third)) == {third}
+    code, out, err = run("summarize", "--articles", first, "nope")
+    assert (code, out, err) == (1, "", "error: unknown article id(s): nope\n")
+    code, out, err = run("summarize", first)
+    assert (code, out) == (1, "")
+    assert err == f"error: unexpected argument '{first}': article ids go after --articles\n"
+
+
+def _ingest_outlets(tmp_path: Path) -> None:
+    records = [
+        {
+            "id": "ardo-1",
+            "text": "The river Oona flooded 40 homes in Ardo.",
+            "source": "Ardo Gazette",
+        },
+        {"id": "ardo-2", "text": "The river Oona flooded 12 more homes.", "source": "Oona Herald"},
+    ]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("\n".join(json.dumps(r) for r in records), "utf-8")
+    assert run("ingest", str(feed))[0] == 0
+
+
+def test_source_options_match_outlets_in_any_case(tmp_path: Path) -> None:
+    _ingest_outlets(tmp_path)
+    for name in ("ardo gazette", "ARDO GAZETTE"):
+        code, out, _ = run("search", "river flooded", "--source", name, "--json")
+        assert code == 0 and {r["source"] for r in json.loads(out)} == {"Ardo Gazette"}
+        code, out, _ = run("ask", "How many homes flooded?", "--source", name, "--json")
+        assert code == 0 and {c["article_id"] for c in json.loads(out)["citations"]} == {"ardo-1"}
+    code, out, err = run("search", "river", "--source", "Ardo Times")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: unknown source(s): 'Ardo Times'; known sources: Ardo Gazette, Oona Herald\n"
+    )
+
+
+def test_markdown_files_are_titled_without_heading_markup(tmp_path: Path) -> None:
+    story = tmp_path / "story.md"
+    story.write_text("# Flood in *Ardo*\n\nThe river Oona flooded 40 homes.", "utf-8")
+    assert run("ingest", str(story))[0] == 0
+    titles = [row["title"] for row in json.loads(run("articles", "--json")[1])]
+    assert titles == ["Flood in Ardo"]

@@ -1,0 +1,1 @@
+"""Newsdesk inside other frameworks (LangChain: ``service.integrations.langchain``)."""
