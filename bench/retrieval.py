@@ -6,6 +6,11 @@ pipeline: RecursiveCharacterTextSplitter(1000, 200) + Chroma similarity_search(k
 with the same embedding model. Every system is scored by the same ``score_ranking``: a
 gold fact counts as found when a retrieved chunk contains it, whitespace ignored.
 
+The fusion constants (RRF k, dense weight) are chosen by 2-fold cross-validation over
+the queries, grouped so that queries sharing a gold article fall in one fold: each fold's
+constants are picked on the other fold, and Hits@4 on the fold they never saw is reported
+(pooled) next to the in-sample number.
+
     python -m bench.retrieval [--corpus FILE] [--queries FILE]
 """
 
@@ -24,6 +29,9 @@ from langchain_core.embeddings import Embeddings
 from bench.common import SHARED_EVAL, embedder, emit, quiet, rel, require_files, table
 
 TARGET_HITS4 = 0.80
+# Fusion constants tried by the cross-validation (RetrievalConfig.rrf_k / dense_weight).
+RRF_K_GRID = [5, 10, 20, 40, 60]
+DENSE_WEIGHT_GRID = [0.75, 1.0, 1.25, 1.5, 2.0, 3.0]
 
 
 class LangChainEmbeddings(Embeddings):
@@ -99,6 +107,8 @@ def newsdesk_modes(
         report = nd.indexer.index(read_paths([corpus]))
         index_seconds = time.perf_counter() - t0
         results: dict[str, Any] = evaluate(nd, queries, modes or RETRIEVAL_MODES)
+        if modes is None:
+            results["cross_validation"] = cross_validate_fusion(nd, corpus, queries_path)
     results["data"] = {
         "articles": report.added,
         "chunks": report.chunks,
@@ -106,6 +116,86 @@ def newsdesk_modes(
         "index_seconds": round(index_seconds, 2),
     }
     return results
+
+
+def cross_validate_fusion(nd: Any, corpus: Path, queries_path: Path) -> dict[str, Any]:
+    """Hits@4 of hybrid retrieval under every (k, dense weight), then 2-fold CV over query
+    groups (bench.answers' grouping: queries sharing a gold article stay together)."""
+    import dataclasses
+    import statistics
+
+    from bench.answers import FOLDS, Row, groups_of
+    from service.evaluation import load_queries, score_ranking
+
+    queries = load_queries(queries_path)
+    corpus_rows = [json.loads(x) for x in corpus.read_text("utf-8").splitlines() if x.strip()]
+    rows = [Row(q.id, "", "", q.evidence) for q in queries]
+    groups_of(rows, corpus_rows)
+    base = nd.retriever.config
+    grid = [(k, w) for k in RRF_K_GRID for w in DENSE_WEIGHT_GRID]
+    hits4: list[list[float]] = []
+    try:
+        for k, w in grid:
+            nd.retriever.config = dataclasses.replace(base, rrf_k=k, dense_weight=w)
+            per_query = []
+            for q in queries:
+                _, found4, _ = score_ranking(nd.retriever.search(q.text, top_k=10), q.evidence)
+                per_query.append(found4 / len(q.evidence))
+            hits4.append(per_query)
+    finally:
+        nd.retriever.config = base
+
+    def mean(c: int, idx: list[int]) -> float:
+        return statistics.mean(hits4[c][i] for i in idx)
+
+    def best(idx: list[int]) -> int:
+        return max(range(len(grid)), key=lambda c: (round(mean(c, idx), 6), -c))
+
+    held: list[float] = []
+    folds = []
+    for f in range(FOLDS):
+        train = [i for i, r in enumerate(rows) if r.group != f]
+        test = [i for i, r in enumerate(rows) if r.group == f]
+        c = best(train)
+        held += [hits4[c][i] for i in test]
+        folds.append(
+            {
+                "fold": f,
+                "queries": len(test),
+                "chosen_on_other_fold": {"rrf_k": grid[c][0], "dense_weight": grid[c][1]},
+                "held_out_hits@4": round(mean(c, test), 4),
+                "in_sample_hits@4": round(mean(best(test), test), 4),
+            }
+        )
+    everything = list(range(len(rows)))
+    c_all = best(everything)
+    shipped = (
+        grid.index((base.rrf_k, base.dense_weight))
+        if (
+            base.rrf_k,
+            base.dense_weight,
+        )
+        in grid
+        else None
+    )
+    held_out = round(statistics.mean(held), 4)
+    in_sample = round(mean(c_all, everything), 4)
+    return {
+        "grid": {"rrf_k": RRF_K_GRID, "dense_weight": DENSE_WEIGHT_GRID},
+        "in_sample": {
+            "rrf_k": grid[c_all][0],
+            "dense_weight": grid[c_all][1],
+            "hits@4": in_sample,
+        },
+        "shipped": {
+            "rrf_k": base.rrf_k,
+            "dense_weight": base.dense_weight,
+            "hits@4": round(mean(shipped, everything), 4) if shipped is not None else None,
+        },
+        "held_out_pooled_hits@4": held_out,
+        "held_out_minus_in_sample": round(held_out - in_sample, 4),
+        "folds": folds,
+    }
 
 
 def run(corpus: Path, queries_path: Path, emb: Any | None = None) -> dict[str, Any]:
@@ -116,6 +206,7 @@ def run(corpus: Path, queries_path: Path, emb: Any | None = None) -> dict[str, A
     total = sum(1 for line in queries_path.read_text("utf-8").splitlines() if line.strip())
     ours = newsdesk_modes(corpus, queries_path, emb)
     data = ours.pop("data")
+    cv = ours.pop("cross_validation")
     peer = langchain_tutorial(corpus, queries, emb)
     systems = {f"newsdesk_{k}": v for k, v in ours.items()}
     systems["langchain_tutorial"] = {k: peer[k] for k in ("hits@4", "hits@10", "mrr@10")} | {
@@ -149,6 +240,7 @@ def run(corpus: Path, queries_path: Path, emb: Any | None = None) -> dict[str, A
                 "index_seconds": peer["index_seconds"],
             },
         },
+        "cross_validation": cv,
         "target": {
             "newsdesk_hybrid_hits@4_min": TARGET_HITS4,
             "met": hybrid >= TARGET_HITS4,
@@ -171,6 +263,10 @@ def render(result: dict[str, Any]) -> str:
         + f"\ntarget hybrid hits@4 >= {t['newsdesk_hybrid_hits@4_min']}: "
         + ("met" if t["met"] else "NOT met")
         + f"; gain from outlet names in the query: {t['metadata_gain_hits@4']:+.4f} hits@4"
+        + "\nfusion constants by 2-fold CV: held-out hits@4 "
+        + f"{result['cross_validation']['held_out_pooled_hits@4']}, in-sample "
+        + f"{result['cross_validation']['in_sample']} "
+        + f"(held-out minus in-sample {result['cross_validation']['held_out_minus_in_sample']:+})"
     )
 
 

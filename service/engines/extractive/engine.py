@@ -11,11 +11,22 @@ from collections import defaultdict
 
 import numpy as np
 
+from service.engines.extractive.answers import (
+    COMPARE_YOURSELF,
+    MIN_AGREEING_ARTICLES,
+    agreed_name,
+    asks_for_name,
+    asks_for_verdict,
+    labelled_quote,
+    mentioned_outlets,
+)
 from service.engines.extractive.disagreements import find_disagreements
+from service.engines.extractive.relevance import Rule, Support, support_for
 from service.engines.extractive.scoring import (
+    Scored,
+    SummaryPriors,
     centrality_scores,
     lead_weighted_scores,
-    rank_for_question,
 )
 from service.engines.extractive.selection import pick_answer_sentences, select_balanced
 from service.engines.extractive.sentence_roles import actor_of, is_development, is_open_question
@@ -43,11 +54,12 @@ from service.models import (
 )
 from service.neutrality import attributed_quote
 from service.verify import CitationLedger
+from vectorstore.retrieve import mentioned_days
 from vectorstore.store import StoredArticle
 
 # Sizes below are the first version's, set by hand; the seed tests pin their results.
-# An answer's sentences (at most three) are picked from this many best-ranked ones.
-ANSWER_CANDIDATES = 12
+# An answer's sentences (at most four) are picked from this many best-ranked ones.
+ANSWER_CANDIDATES = 16
 # Sentences read per article for summaries and briefings: bounds embedding time on very
 # long articles.
 MAX_SENTENCES_PER_ARTICLE = 80
@@ -93,9 +105,28 @@ def differences(
     ]
 
 
+def summary_picks(
+    sentences: list[Sentence],
+    scores: np.ndarray,
+    vectors: np.ndarray,
+    max_words: int,
+    max_points: int,
+) -> list[int]:
+    """The sentences a summary quotes, in reading order: article by article as first
+    chosen, then position."""
+    chosen = select_balanced(sentences, scores, vectors, max_words=max_words, max_points=max_points)
+    first_pick: dict[str, int] = {}
+    for rank, i in enumerate(chosen):
+        first_pick.setdefault(sentences[i].article.id, rank)
+    chosen.sort(key=lambda i: (first_pick[sentences[i].article.id], sentences[i].position))
+    return chosen
+
+
 class ExtractiveEngine:
-    def __init__(self, embedder: SentenceEmbedder) -> None:
+    def __init__(self, embedder: SentenceEmbedder, priors: SummaryPriors | None = None) -> None:
         self.embedder = embedder
+        # Summary priors; the bench passes others while it cross-validates them.
+        self.priors = priors or SummaryPriors()
 
     @property
     def name(self) -> EngineName:
@@ -105,46 +136,70 @@ class ExtractiveEngine:
         # No model reads the passages, so there is no window to fit: every hit is used.
         return None
 
-    def answer(self, job: AnswerJob) -> Answer:
-        passages = job.passages
+    def evidence(self, job: AnswerJob) -> tuple[list[Scored], Support]:
+        """The passages' sentences ranked for the question, and how well the best of them
+        supports it (the refusal rule's inputs; the bench reads them to calibrate it)."""
         sentences: list[Sentence] = []
         seen: set[tuple[str, int]] = set()
-        for p in passages:
+        for p in job.passages:
             for s in article_sentences(p.article, p.start, p.end):
                 if s.key not in seen:
                     seen.add(s.key)
                     sentences.append(s)
-        ranked = rank_for_question(self.embedder, job.question, sentences, context=job.context)
+        articles = list({p.article.id: p.article for p in job.passages}.values())
+        return support_for(self.embedder, job.question, sentences, articles, job.context)
+
+    def answer(self, job: AnswerJob, rule: Rule | None = None) -> Answer:
+        ranked, support = self.evidence(job)
+        ledger = CitationLedger(job.passages)
+        if not support.covered(rule):
+            return answer_result([], ledger, self.name, Usage())
         top = ranked[:ANSWER_CANDIDATES]
-        vectors = (
-            dict(
-                zip(
-                    [r.sentence.key for r in top],
-                    self.embedder.vectors([r.sentence for r in top]),
-                    strict=True,
-                )
+        vectors = dict(
+            zip(
+                [r.sentence.key for r in top],
+                self.embedder.vectors([r.sentence for r in top]),
+                strict=True,
             )
-            if top
-            else {}
         )
-        ledger = CitationLedger(passages)
+        outlets = {p.article.source for p in job.passages if p.article.source}
+        named = mentioned_outlets(job.question, outlets)
+        lead = agreed_name(job.question, top, outlets) if asks_for_name(job.question) else None
+        chosen = pick_answer_sentences(
+            top,
+            vectors,
+            named_outlets=named,
+            named_days=mentioned_days(job.question),
+            must_name=lead,
+        )
         points: list[Point] = []
-        for scored in pick_answer_sentences(top, vectors):
-            passage = next(
-                p
-                for p in passages
-                if p.article.id == scored.sentence.article.id
-                and p.start <= scored.sentence.start < p.end
-            )
-            point = ledger.point(
-                {
-                    "text": scored.sentence.text,
-                    "quotes": [{"passage": passage.n, "quote": scored.sentence.text}],
-                }
-            )
-            if point:
-                points.append(point)
-        return answer_result(points, ledger, self.name, Usage())
+        numbers: dict[tuple[str, int], int] = {}
+        for scored in chosen:
+            sentence = scored.sentence
+            span = (sentence.article, sentence.start, sentence.end)
+            if not ledger.supports(sentence.text, [span]):
+                continue
+            ledger.verified += 1
+            n = ledger.cite_span(*span)
+            numbers[sentence.key] = n
+            points.append(Point(text=labelled_quote(sentence), citations=[n]))
+        if not points:
+            return answer_result([], ledger, self.name, Usage())
+        if lead is not None:
+            holders = [c for c in chosen if c.sentence.key in numbers and lead in c.sentence.text]
+            spans = [(c.sentence.article, c.sentence.start, c.sentence.end) for c in holders]
+            if len({c.sentence.article.id for c in holders}) >= MIN_AGREEING_ARTICLES and (
+                ledger.supports(lead, spans)
+            ):
+                points.insert(
+                    0, Point(text=lead, citations=[numbers[c.sentence.key] for c in holders])
+                )
+        result = answer_result(points, ledger, self.name, Usage())
+        if asks_for_verdict(job.question):
+            # The engine cannot verify a yes/no, a comparison or an order in time: it
+            # shows the statements and says so, rather than state a verdict.
+            result.answer = f"{COMPARE_YOURSELF} {result.answer}"
+        return result
 
     def summarize(self, job: SummaryJob) -> Summary:
         ledger = CitationLedger([])
@@ -153,15 +208,8 @@ class ExtractiveEngine:
             return summary_result(job.topic, self.name, ledger, [], [], usage=Usage(), refused=True)
         vectors = self.embedder.vectors(sentences)
         topic_vector = self.embedder.query_vector(job.topic) if job.topic else None
-        scores = lead_weighted_scores(sentences, vectors, topic_vector)
-        chosen = select_balanced(
-            sentences, scores, vectors, max_words=job.max_words, max_points=job.max_points
-        )
-        # Reading order: article by article as first chosen, then position.
-        first_pick: dict[str, int] = {}
-        for rank, i in enumerate(chosen):
-            first_pick.setdefault(sentences[i].article.id, rank)
-        chosen.sort(key=lambda i: (first_pick[sentences[i].article.id], sentences[i].position))
+        scores = lead_weighted_scores(sentences, vectors, topic_vector, self.priors)
+        chosen = summary_picks(sentences, scores, vectors, job.max_words, job.max_points)
         points = [sentence_point(ledger, sentences[i]) for i in chosen]
         found = differences(ledger, sentences, scores, vectors)
         return summary_result(

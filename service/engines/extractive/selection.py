@@ -13,14 +13,13 @@ from service.engines.extractive.sentences import Sentence
 
 # ---- answers ------------------------------------------------------------------------
 
-# Calibrated on the seed questions: unanswerable questions (the ECB, the World Cup)
-# peak well below this, answerable ones above it.
-MIN_ANSWER_SCORE = 0.45
-MIN_COVERAGE = 0.25
-# An answer is its best sentence plus at most two runners-up that score within
-# RUNNER_UP_MARGIN of it, i.e. that answer the question nearly as well.
-MAX_ANSWER_SENTENCES = 3
+# An answer quotes at most this many sentences, each from a different article, that score
+# within RUNNER_UP_MARGIN of the best one (whether to answer at all is relevance.py's).
+MAX_ANSWER_SENTENCES = 4
 RUNNER_UP_MARGIN = 0.12
+# A sentence of an outlet the question names, or one carrying the name the quotes agree
+# on, may be this much further from the best: the question asked about it.
+FACET_MARGIN = 0.3
 # Cosine similarity above which a runner-up says what a chosen sentence already says.
 ANSWER_NEAR_DUPLICATE = 0.8
 
@@ -35,28 +34,65 @@ WORD_BUDGET_SLACK = 1.1
 
 
 def pick_answer_sentences(
-    ranked: list[Scored], vectors: dict[tuple[str, int], np.ndarray]
+    ranked: list[Scored],
+    vectors: dict[tuple[str, int], np.ndarray],
+    *,
+    named_outlets: Sequence[str] = (),
+    named_days: Sequence[str] = (),
+    must_name: str | None = None,
 ) -> list[Scored]:
-    """The best sentence, plus close runners-up that add something (not near-duplicates);
-    nothing when even the best is below the refusal thresholds."""
-    if not ranked or ranked[0].score < MIN_ANSWER_SCORE or ranked[0].coverage < MIN_COVERAGE:
+    """The best sentence, then the best of each outlet and of each day the question names
+    and of the articles naming the agreed name, then close runners-up; one sentence per
+    article, no near-duplicates (except where an outlet or day was named), best first."""
+    if not ranked:
         return []
     best = ranked[0].score
-    chosen = [ranked[0]]
-    for cand in ranked[1:]:
-        if len(chosen) >= MAX_ANSWER_SENTENCES or cand.score < best - RUNNER_UP_MARGIN:
-            break
-        if cand.coverage < MIN_COVERAGE:
-            continue
+    chosen: list[Scored] = []
+
+    def fits(cand: Scored, allow_repeat: bool = False) -> bool:
+        if any(c.sentence.article.id == cand.sentence.article.id for c in chosen):
+            return False
+        if allow_repeat:
+            return True
         v = vectors.get(cand.sentence.key)
-        if v is not None and any(
+        return v is None or not any(
             float(v @ vectors[c.sentence.key]) > ANSWER_NEAR_DUPLICATE
             for c in chosen
             if c.sentence.key in vectors
-        ):
-            continue
-        chosen.append(cand)
-    return chosen
+        )
+
+    def take(
+        cands: Sequence[Scored], margin: float, limit: int, allow_repeat: bool = False
+    ) -> None:
+        taken = 0
+        for cand in cands:
+            if len(chosen) >= MAX_ANSWER_SENTENCES or taken >= limit:
+                return
+            if cand.score >= best - margin and fits(cand, allow_repeat):
+                chosen.append(cand)
+                taken += 1
+
+    take(ranked[:1], 0.0, 1)
+    for outlet in named_outlets:
+        # What the named outlet says is asked for even where another outlet says the same:
+        # the reader compares them.
+        take(
+            [r for r in ranked if r.sentence.article.source == outlet],
+            FACET_MARGIN,
+            1,
+            allow_repeat=True,
+        )
+    for day in named_days:
+        take(
+            [r for r in ranked if (r.sentence.article.published_at or "")[:10] == day],
+            FACET_MARGIN,
+            1,
+            allow_repeat=True,
+        )
+    if must_name:
+        take([r for r in ranked if must_name in r.sentence.text], FACET_MARGIN, 2)
+    take(ranked, RUNNER_UP_MARGIN, MAX_ANSWER_SENTENCES)
+    return sorted(chosen, key=lambda c: -c.score)
 
 
 def select_balanced(

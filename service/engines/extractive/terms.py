@@ -87,3 +87,30 @@ def terms(text: str) -> list[str]:
         IRREGULAR.get(w, w) for w in words if w not in STOPWORDS and len(w) >= MIN_TERM_LETTERS
     ]
     return stemmer().stemWords(words)
+
+
+def term_forms(text: str) -> list[tuple[str, str]]:
+    """(stem, surface word) pairs, the surface lower-cased and irregular forms mapped: what
+    ``strict_match`` needs to tell inflections from words that merely share a stem."""
+    words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    words = [
+        IRREGULAR.get(w, w) for w in words if w not in STOPWORDS and len(w) >= MIN_TERM_LETTERS
+    ]
+    return list(zip(stemmer().stemWords(words), words, strict=True))
+
+
+# Inflectional endings: "flood"/"flooding", "capture"/"captured" are one word, while
+# "capital"/"capitalized" or "unit"/"united" only share a stem.
+_INFLECTIONS = ("ing", "ies", "es", "ed", "'s", "s", "d", "e", "y")
+
+
+def _bare(word: str) -> str:
+    for suffix in _INFLECTIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def strict_match(a: str, b: str) -> bool:
+    """Whether two surface words of one stem are the same word inflected."""
+    return a == b or _bare(a) == _bare(b) or _bare(a) == b or a == _bare(b)
