@@ -21,6 +21,11 @@ class Citation(BaseModel):
     start: int
     end: int
     quote: str
+    # The article's text this span indexes: a citation keeps verifying after the article is
+    # edited (GET /v1/articles/{id}/span?revision=N).
+    revision: int = 1
+    # When that revision replaced an earlier text, else None.
+    updated_at: str | None = None
 
 
 class Usage(BaseModel):
@@ -85,6 +90,8 @@ class SourceShare(BaseModel):
     source: str | None = None
     citations: int
     share: float
+    # Outlets that ran the same story text (syndicated copies, counted once).
+    also_published_by: list[str] = Field(default_factory=list)
 
 
 class Summary(CitedResult):
@@ -109,6 +116,9 @@ class BriefingSource(BaseModel):
     source: str | None = None
     published_at: str | None = None
     url: str | None = None
+    # When the article was changed after publication (its current revision), else None.
+    updated_at: str | None = None
+    also_published_by: list[str] = Field(default_factory=list)
 
 
 class Briefing(CitedResult):

@@ -49,9 +49,14 @@ def passages_from_hits(
     count = (lambda _text: 0) if upper_bound <= budget_tokens else count_tokens
     spans: list[tuple[str, int, int]] = []
     used = 0
+    # Syndicated copies are one source: the best-ranked copy of a story stands for it.
+    story_article: dict[str, str] = {}
     for hit in hits:
         article = articles.get(hit.article_id)
         if article is None:
+            continue
+        story = article.syndication_group or article.id
+        if story_article.setdefault(story, article.id) != article.id:
             continue
         start, end = hit.chunk.start, hit.chunk.end
         merged = False

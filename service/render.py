@@ -76,9 +76,15 @@ def sources_block(citations: list[Citation], max_quote: int = 300) -> list[str]:
         meta = ", ".join(
             md_escape(x) for x in (c.source or "source unknown", c.published_at or "undated")
         )
+        # A revised article says so: the quote is from its current text, not the first.
+        revised = (
+            f" (revision {c.revision}, updated {md_escape(c.updated_at or 'since')})"
+            if c.revision > 1
+            else ""
+        )
         lines.append(
-            f"[{c.n}] {md_escape(c.title)} ({meta}) — article {md_escape(c.article_id)}, "
-            f"chars {c.start}–{c.end}"
+            f"[{c.n}] {md_escape(c.title)} ({meta}) — article {md_escape(c.article_id)}"
+            f"{revised}, chars {c.start}–{c.end}"
         )
         lines.append(f"    “{md_escape(quote)}”")
     return lines
@@ -116,10 +122,15 @@ def _differences(diffs: list) -> list[str]:
     return lines
 
 
+def _also(outlets: list[str]) -> str:
+    return f"; also published by {md_escape(', '.join(outlets))}" if outlets else ""
+
+
 def _balance(items: list) -> list[str]:
     lines = ["", "## Balance (share of citations per article)"]
     lines += [
-        f"- {md_escape(b.title)} ({md_escape(b.source or 'source unknown')}): {b.share:.0%}"
+        f"- {md_escape(b.title)} ({md_escape(b.source or 'source unknown')}"
+        f"{_also(b.also_published_by)}): {b.share:.0%}"
         for b in items
     ]
     return lines
@@ -162,9 +173,11 @@ def briefing_markdown(b: Briefing) -> str:
     lines += ["", "## Open questions / what to watch"] + [_point(p) for p in b.open_questions]
     lines += ["", "## Sources read"]
     for s in b.sources:
+        updated = f", updated {md_escape(s.updated_at)}" if s.updated_at else ""
         lines.append(
             f"- {md_escape(s.title)} ({md_escape(s.source or 'source unknown')}, "
-            f"{md_escape(s.published_at or 'undated')}) — article {md_escape(s.article_id)}"
+            f"{md_escape(s.published_at or 'undated')}{updated}{_also(s.also_published_by)})"
+            f" — article {md_escape(s.article_id)}"
         )
     lines += sources_block(b.citations)
     lines += [

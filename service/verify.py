@@ -79,6 +79,8 @@ class CitationLedger:
                     start=start,
                     end=end,
                     quote=article.text[start:end],
+                    revision=article.revision,
+                    updated_at=article.updated_at,
                 )
             )
             self._by_span[key] = n

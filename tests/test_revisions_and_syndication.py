@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from service.answer import AnswerService
+from service.brief import BriefingService
 from service.context import Newsdesk
-from vectorstore.ingest import make_article
+from service.render import briefing_markdown
+from service.requests import AskBody, BriefingBody, SummaryBody
+from service.summarize import SummaryService
+from vectorstore.ingest import make_article, read_paths
 from vectorstore.syndication import signature
 
 TRAM = "The city council said on Monday that the new tram line will open in {year}, after delays."
@@ -117,3 +126,106 @@ def test_concurrent_revisions_keep_every_text(newsdesk: Newsdesk) -> None:
     current = store.get_article("tram")
     assert current is not None and current.text in texts
     assert len(store.revisions("tram")) == len(years)
+
+
+def test_an_edited_file_answers_from_its_new_revision(
+    make_newsdesk: Callable[..., Newsdesk], real_embedder: object, tmp_path: Path
+) -> None:
+    """The tram example: a file edited after ingest answers with its new text, cited to
+    revision 2, and the first text stays readable."""
+    nd = make_newsdesk(real_embedder)
+    tram = tmp_path / "tram.txt"
+    tram.write_text(TRAM.format(year=2027) + " The route links the station and the port.")
+    nd.indexer.index(read_paths([tram]))
+    tram.write_text(TRAM.format(year=2028) + " The route links the station and the port.")
+    nd.indexer.index(read_paths([tram]))
+    assert nd.store.count_articles() == 1
+    answer = AnswerService(nd).answer(AskBody(question="When will the tram open?"))
+    assert not answer.refused
+    quotes = " ".join(c.quote for c in answer.citations)
+    assert "2028" in quotes and "2027" not in quotes + answer.answer
+    assert {c.revision for c in answer.citations} == {2}
+    (only,) = {c.article_id for c in answer.citations}
+    assert [r.revision for r in nd.store.revisions(only)] == [1, 2]
+
+
+def test_the_same_url_with_new_text_is_a_revision(newsdesk: Newsdesk) -> None:
+    url = "https://News.example/city/tram?utm_source=feed#top"
+    newsdesk.indexer.index([make_article(TRAM.format(year=2027), url=url)])
+    newsdesk.indexer.index(
+        [make_article(TRAM.format(year=2028), url="https://news.example/city/tram")]
+    )
+    (only,) = [aid for aid, _ in newsdesk.store.iter_article_meta()]
+    article = newsdesk.store.get_article(only)
+    assert article is not None and article.revision == 2 and "2028" in article.text
+
+
+def test_two_files_with_one_text_stay_two_files_when_one_is_edited(
+    newsdesk: Newsdesk, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(TRAM.format(year=2027))
+    b.write_text(TRAM.format(year=2027))
+    newsdesk.indexer.index(read_paths([a, b]))
+    b.write_text(TRAM.format(year=2029))
+    newsdesk.indexer.index(read_paths([b]))
+    texts = sorted(
+        art.text
+        for art in newsdesk.store.get_articles(
+            [aid for aid, _ in newsdesk.store.iter_article_meta()]
+        ).values()
+    )
+    assert len(texts) == 2 and "2027" in texts[0] and "2029" in texts[1]
+
+
+def test_the_api_serves_every_revision_and_its_spans(client: TestClient, nd: Newsdesk) -> None:
+    for year in (2027, 2028):
+        r = client.post("/v1/articles", json={"id": "tram", "text": TRAM.format(year=year)})
+        assert r.status_code in (200, 201), r.text
+    current = client.get("/v1/articles/tram").json()
+    assert current["revision"] == 2 and "2028" in current["text"] and current["updated_at"]
+    first = client.get("/v1/articles/tram", params={"revision": 1}).json()
+    assert "2027" in first["text"] and first["revision"] == 1
+    revs = client.get("/v1/articles/tram/revisions").json()["items"]
+    assert [(r["revision"], r["current"]) for r in revs] == [(1, False), (2, True)]
+    start = TRAM.index("{year}")
+    span = client.get(
+        "/v1/articles/tram/spans", params={"start": start, "end": start + 4, "revision": 1}
+    ).json()
+    assert span["text"] == "2027" and span["revision"] == 1
+    missing = client.get("/v1/articles/tram", params={"revision": 3})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_an_uploaded_file_twice_is_one_article(client: TestClient) -> None:
+    """An upload is no file of ours to follow: the second copy of a text is unchanged, not
+    a second article (its temporary path must not become an identity)."""
+    files = {"file": ("tram.txt", TRAM.format(year=2027).encode(), "text/plain")}
+    assert client.post("/v1/articles", files=files).json()["added"] == 1
+    again = client.post("/v1/articles", files=files).json()
+    assert again["unchanged"] == 1 and again["added"] == 0
+
+
+def test_copies_count_once_in_a_summary_and_a_briefing(
+    make_newsdesk: Callable[..., Newsdesk], real_embedder: object
+) -> None:
+    nd = make_newsdesk(real_embedder)
+    rng = random.Random(5)
+    nd.indexer.index([make_article(WIRE, article_id="wire", source="Wire")])
+    nd.indexer.index(
+        [
+            make_article(_boilerplated(WIRE, name, rng), article_id=name.lower(), source=name)
+            for name in ("Herald", "Gazette")
+        ]
+    )
+    summary = SummaryService(nd).summarize(SummaryBody(topic="landslide on the highway"))
+    assert not summary.refused
+    cited = {c.article_id for c in summary.citations}
+    assert len(cited) == 1, cited
+    (share,) = summary.balance
+    outlets = {"Wire", "Herald", "Gazette"}
+    assert {share.source, *share.also_published_by} == outlets
+    briefing = BriefingService(nd).brief(BriefingBody(topic="landslide on the highway"))
+    assert len(briefing.sources) == 1
+    assert {briefing.sources[0].source, *briefing.sources[0].also_published_by} == outlets
+    assert "also published by" in briefing_markdown(briefing)

@@ -98,7 +98,7 @@ def test_citation_line_escapes_every_field_and_links_the_span() -> None:
     c = cite(title="<!here> T & U", source="<@U1>", quote="Said <https://evil|click>.")
     line = citation_line(c, "https://newsdesk.example/")
     assert line == (
-        "*[1]* <https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20|"
+        "*[1]* <https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
         "&lt;!here&gt; T &amp; U> — &lt;@U1&gt; · 2024-08-10\n"
         ">“Said &lt;https://evil|click&gt;.”"
     )
@@ -119,14 +119,14 @@ def test_markdown_and_html_from_articles_and_the_llm_make_no_link_in_slack() -> 
     assert_safe(blocks)
     links = [m for t in texts(blocks) for m in re.findall(r"<([^>]*)>", t)]
     assert links == [
-        "https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20|"
+        "https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
         "&lt;img src=x onerror=alert(1)&gt; [x](javascript:alert(1)) ![](http://t.example/p)"
     ]
 
 
 def test_span_url_quotes_odd_article_ids_and_refuses_odd_bases() -> None:
     assert span_url("https://h", cite(article_id="a b/c|d>")) == (
-        "https://h/v1/articles/a%20b%2Fc%7Cd%3E/spans?start=10&amp;end=20"
+        "https://h/v1/articles/a%20b%2Fc%7Cd%3E/spans?start=10&amp;end=20&amp;revision=1"
     )
     assert span_url(None, cite()) is None
     assert span_url("https://h|evil", cite()) is None
@@ -163,7 +163,7 @@ def test_answer_blocks_exactly() -> None:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": "*Sources*\n*[1]* <https://h/v1/articles/a1/spans?start=10&amp;end=20|"
+                "text": "*Sources*\n*[1]* <https://h/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
                 "Title> — Wire · 2024-08-10\n>“Quoted words.”",
                 "verbatim": True,
             },

@@ -126,6 +126,9 @@ class StoredArticle:
             "content_hash": self.content_hash,
             "chunks": self.chunks,
             "chars": len(self.text),
+            "revision": self.revision,
+            "updated_at": self.updated_at,
+            "syndication_group": self.syndication_group,
         }
 
 
@@ -622,13 +625,17 @@ class ChromaStore:
             )
         for article in articles:
             prev = previous.get(article.id)
+            # The outlet's own modified time when it gives one, else when we saw the change.
             if prev is None:
-                number, updated = 1, None
+                number, updated = 1, article.updated_at
             elif prev["content_hash"] == article.content_hash:
-                number, updated = int(prev.get("revision", 1)), prev.get("updated_at")
+                number = int(prev.get("revision", 1))
+                updated = article.updated_at or prev.get("updated_at")
             else:
                 number = int(prev.get("revision", 1)) + 1
-                updated = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+                updated = article.updated_at or datetime.fromtimestamp(now, UTC).isoformat(
+                    timespec="seconds"
+                )
             fields[article.id] = {"revision": number, "updated_at": updated}
             ids.append(revision_id(article.id, article.content_hash))
             docs.append(article.text)
@@ -665,6 +672,18 @@ class ChromaStore:
         if match:
             fields["syndication_group"] = match[0]
         return fields
+
+    def ids_by_identity(self, identities: Sequence[str]) -> dict[str, str]:
+        """The stored article id of each identity (a file) that has one."""
+        keys = list(dict.fromkeys(identities))
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), self.max_batch):
+            got = self.articles.get(
+                where={"identity": {"$in": keys[i : i + self.max_batch]}}, include=["metadatas"]
+            )
+            for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                found[meta["identity"]] = aid
+        return found
 
     def revisions(self, article_id: str) -> list[Revision]:
         """Every stored text of an article, oldest first."""

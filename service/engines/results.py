@@ -120,6 +120,7 @@ def briefing_result(
                 source=a.source,
                 published_at=a.published_at,
                 url=a.url,
+                updated_at=a.updated_at,
             )
             for a in job.articles
         ],

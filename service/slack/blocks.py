@@ -171,7 +171,7 @@ def span_url(public_url: str | None, c: Citation) -> str | None:
     # "&" is written as an entity, as Slack itself writes links; Slack decodes it.
     return (
         f"{base}/v1/articles/{url_quote(c.article_id, safe='')}/spans"
-        f"?start={c.start}&amp;end={c.end}"
+        f"?start={c.start}&amp;end={c.end}&amp;revision={c.revision}"
     )
 
 
