@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -19,30 +23,71 @@ from service.context import Newsdesk
 from service.errors import REPORTED, InvalidRequest, LLMError
 from service.remote_ingest import RemoteIngestError, ingest_through_api
 from service.requests import (
+    MAX_SEARCH_TOP_K,
     MAX_SUMMARY_WORDS,
     MAX_TOP_K,
     MIN_SUMMARY_WORDS,
     AskBody,
     BriefingBody,
-    Filters,
+    SearchBody,
     SummaryBody,
     parse_request,
 )
 from service.settings import Settings
-from vectorstore.ingest import expand_paths, normalize_published_at, read_paths
+from vectorstore.indexer import IngestProgress
+from vectorstore.ingest import (
+    Article,
+    Failure,
+    count_records,
+    expand_paths,
+    normalize_published_at,
+    read_paths,
+)
 from vectorstore.store import StoreError
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 
-app = typer.Typer(help="Cited news answers, summaries and briefings.", no_args_is_help=True)
-eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
+# Plain help, not typer's rich panels: those print a type after every option, "<bool>"
+# after a flag that takes no value (--json, --help) and "<list[str]>" after a repeatable
+# one; plain help shows none after a flag and the metavar given otherwise.
+app = typer.Typer(
+    help="Cited news answers, summaries and briefings.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+eval_app = typer.Typer(
+    help="Measure retrieval quality.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(eval_app, name="eval")
 
 out = Console()
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        # The installed distribution's version: what pip and bug reports know it by.
+        try:
+            shown = package_version("newsdesk")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            shown = "(not installed)"
+        sys.stdout.write(f"newsdesk {shown}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Cited news answers, summaries and briefings."""
 
 
 def _quiet_libraries() -> None:
@@ -136,10 +181,13 @@ def _print_result(result: M, markdown: Callable[[M], str], as_json: bool) -> Non
 
 
 def _progress(disable: bool) -> Progress:
+    """Ingest progress: the bar counts articles stored (or found unchanged, or refused),
+    the text chunks embedded and written, the embedding rate and the time left."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("articles · {task.fields[chunks]} · {task.fields[rate]} · {task.fields[eta]}"),
         TimeElapsedColumn(),
         console=err,
         disable=disable or not err.is_terminal,
@@ -147,9 +195,26 @@ def _progress(disable: bool) -> Progress:
     )
 
 
+def _progress_fields(p: IngestProgress) -> dict[str, str]:
+    expected = p.chunks_expected()
+    eta = p.eta_seconds()
+    return {
+        "chunks": f"chunks {p.chunks_embedded}/{'?' if expected is None else expected} "
+        f"embedded, {p.chunks_written} written",
+        "rate": f"{p.chunks_per_second():.1f} chunks/s",
+        "eta": "ETA " + ("?" if eta is None else str(timedelta(seconds=round(eta)))),
+    }
+
+
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files or folders (recursive), http(s) URLs of pages, feeds or news "
+            "sitemaps, and .rss/.atom/.xml feed files.",
+        ),
+    ],
     as_json: JsonFlag = False,
     api: Annotated[
         str | None,
@@ -163,25 +228,30 @@ def ingest(
         str | None, typer.Option(envvar="NEWSDESK_API_KEY", help="Bearer key for --api.")
     ] = None,
 ) -> None:
-    """Add or update articles from .txt, .md, .html, .json and .jsonl files."""
-    files = [p for p in expand_paths(paths) if isinstance(p, Path)]
+    """Add or update articles from .txt, .md, .html, .json and .jsonl files, and from URLs."""
+    files, fetched = _split_ingest_args(paths)  # URLs and feed files: service/sources.py
+    if api and fetched:
+        _fail(f"--api sends files; fetch {fetched[0]} without --api or `sources add` it")
+    # Counted first (records, not files) so the bar has a true total while files stream.
+    total = sum(count_records(p) if isinstance(p, Path) else 1 for p in expand_paths(files))
+    total += len(fetched)
     try:
         with _progress(as_json) as progress:
-            task = progress.add_task("ingesting", total=len(files) or None)
-            done_files: set[str] = set()
+            task = progress.add_task(
+                "ingesting", total=total or None, **_progress_fields(IngestProgress(total))
+            )
 
-            def advance(origin: str) -> None:
-                # Records of one .jsonl file share a file: advance once per file.
-                name = origin.split(":")[0].split("[")[0]
-                if name not in done_files:
-                    done_files.add(name)
-                    progress.update(task, completed=len(done_files))
+            def show(p: IngestProgress) -> None:
+                progress.update(
+                    task, total=p.articles_total, completed=p.articles_done, **_progress_fields(p)
+                )
 
             if api:
-                report = ingest_through_api(api, paths, api_key=api_key, on_file=advance)
+                report = ingest_through_api(api, files, api_key=api_key, on_progress=show)
             else:
                 newsdesk = _newsdesk()
-                report = newsdesk.indexer.index(read_paths(paths), on_item=advance)
+                items = itertools.chain(read_paths(files), _fetched_items(newsdesk, fetched))
+                report = newsdesk.indexer.index(items, total=total, on_progress=show)
                 newsdesk.keyword.ensure_current(force=True)
     except (StoreError, RemoteIngestError) as exc:
         _fail(str(exc))
@@ -213,23 +283,67 @@ def delete(article_id: Annotated[str, typer.Argument(help="Article id.")]) -> No
 
 
 @app.command()
-def article(article_id: str, as_json: JsonFlag = False) -> None:
+def article(
+    article_id: str,
+    revision: Annotated[
+        int | None,
+        typer.Option(metavar="N", min=1, help="An earlier text of the article (see revisions)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Show an article's metadata and canonical text."""
     newsdesk = _newsdesk()
-    stored = newsdesk.store.get_article(article_id)
+    stored = _reported(
+        lambda: (
+            newsdesk.store.get_article(article_id)
+            if revision is None
+            else newsdesk.store.get_revision(article_id, revision)
+        )
+    )
     if stored is None:
-        _fail(f"no article with id '{article_id}'")
+        which = f" at revision {revision}" if revision is not None else ""
+        _fail(f"no article with id '{article_id}'{which}")
         return
     if as_json:
         _print_json(stored.metadata() | {"text": stored.text})
         return
     out.print(f"[bold]{stored.title}[/bold]")
+    updated = f" · updated {stored.updated_at}" if stored.updated_at else ""
     out.print(
-        f"id {stored.id} · source {stored.source or 'unknown'} · "
-        f"published {stored.published_at or 'unknown'} · {stored.chunks} chunks"
+        f"id {stored.id} · revision {stored.revision} · source {stored.source or 'unknown'} · "
+        f"published {stored.published_at or 'unknown'}{updated} · {stored.chunks} chunks"
     )
     out.print()
     out.print(stored.text, highlight=False, markup=False)
+
+
+@app.command()
+def revisions(article_id: str, as_json: JsonFlag = False) -> None:
+    """List the texts an article has had, oldest first."""
+    newsdesk = _newsdesk()
+    found = _reported(lambda: newsdesk.store.revisions(article_id))
+    if not found and _reported(lambda: newsdesk.store.get_article(article_id)) is None:
+        _fail(f"no article with id '{article_id}'")
+    rows = [
+        {
+            "revision": r.revision,
+            "content_hash": r.content_hash,
+            "chars": r.chars,
+            "written_at": r.written_at,
+        }
+        for r in found
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for r in found:
+        # 0: a text stored before revisions were kept.
+        when = (
+            datetime.fromtimestamp(r.written_at, UTC).isoformat(timespec="seconds")
+            if r.written_at
+            else "before revisions were kept"
+        )
+        out.print(f"revision {r.revision} · {r.chars} chars · stored {when}", highlight=False)
 
 
 @app.command("articles")
@@ -259,41 +373,35 @@ def list_articles(as_json: JsonFlag = False) -> None:
 @app.command()
 def search(
     query: str,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or keyword")] = "hybrid",
-    article_ids: Annotated[list[str] | None, typer.Option("--article", help="Only these.")] = None,
-    sources: Annotated[list[str] | None, typer.Option("--source")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_SEARCH_TOP_K)] = 5,
+    mode: Annotated[
+        str, typer.Option(metavar="[hybrid|dense|keyword]", help="Which retrieval.")
+    ] = "hybrid",
+    article_ids: Annotated[
+        list[str] | None, typer.Option("--article", metavar="ID", help="Only this article.")
+    ] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--source", metavar="NAME", help="Only this outlet (any case)."),
+    ] = None,
     after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
     before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the passages retrieval finds for a query, with their exact spans."""
+    from service.search import search as run_search
+
     if mode not in ("hybrid", "dense", "keyword"):
         _fail("--mode must be hybrid, dense or keyword")
-    if not query.strip():
-        _fail("the query is empty")
-    filters = _request(Filters, **_filters(article_ids, sources, after, before))
-    newsdesk = _newsdesk()
-    hits = _reported(
-        lambda: newsdesk.retriever.search(
-            query,
-            top_k=top_k,
-            filters=filters.to_article_filter(),
-            mode=mode,  # type: ignore[arg-type]
-        )
+    req = _request(
+        SearchBody,
+        query=query,
+        top_k=top_k,
+        mode=mode,
+        filters=_filters(article_ids, sources, after, before),
     )
-    rows = [
-        {
-            "article_id": h.chunk.article_id,
-            "title": h.chunk.title,
-            "source": h.chunk.source,
-            "start": h.chunk.start,
-            "end": h.chunk.end,
-            "text": h.chunk.text,
-            "score": round(h.score, 6),
-        }
-        for h in hits
-    ]
+    newsdesk = _newsdesk()
+    rows = [hit.model_dump() for hit in _reported(lambda: run_search(newsdesk, req))]
     if as_json:
         _print_json(rows)
         return
@@ -313,8 +421,13 @@ def search(
 def ask(
     question: str,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)] = None,
-    article_ids: Annotated[list[str] | None, typer.Option("--article", help="Only these.")] = None,
-    sources: Annotated[list[str] | None, typer.Option("--source")] = None,
+    article_ids: Annotated[
+        list[str] | None, typer.Option("--article", metavar="ID", help="Only this article.")
+    ] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--source", metavar="NAME", help="Only this outlet (any case)."),
+    ] = None,
     after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
     before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
     as_json: JsonFlag = False,
@@ -334,11 +447,17 @@ def ask(
     _print_result(result, answer_markdown, as_json)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def summarize(
+    ctx: typer.Context,
     topic: Annotated[str | None, typer.Option(help="What to summarise.")] = None,
     article_ids: Annotated[
-        list[str] | None, typer.Option("--articles", help="Article ids.")
+        list[str] | None,
+        typer.Option(
+            "--articles",
+            metavar="ID...",
+            help="Summarise these articles: --articles A B C (or --articles A --articles B).",
+        ),
     ] = None,
     max_words: Annotated[
         int, typer.Option(min=MIN_SUMMARY_WORDS, max=MAX_SUMMARY_WORDS)
@@ -349,7 +468,13 @@ def summarize(
     from service.render import summary_markdown
     from service.summarize import SummaryService
 
-    req = _request(SummaryBody, topic=topic, article_ids=article_ids, max_words=max_words)
+    # Click options take one value each, so in `--articles A B C` only A belongs to the
+    # option: B and C arrive as extra arguments.
+    more_ids = list(ctx.args)
+    if more_ids and not article_ids:
+        _fail(f"unexpected argument '{more_ids[0]}': article ids go after --articles")
+    ids = [*(article_ids or []), *more_ids] or None
+    req = _request(SummaryBody, topic=topic, article_ids=ids, max_words=max_words)
     newsdesk = _newsdesk()
     result = _reported(lambda: SummaryService(newsdesk).summarize(req))
     _print_result(result, summary_markdown, as_json)
@@ -401,8 +526,15 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        # uvicorn applies this in each worker process it starts, where configure_logging
+        # above never runs: without it the workers wrote plain text and no access log.
+        log_config=_serve_log_config(),
+        # Our own access log (newsdesk.access, JSON, with the request id) replaces it.
         access_log=False,
+        # uvicorn kills and restarts a worker that misses a 5 s ping. Starting one (the
+        # imports, then loading the model in the background) holds the GIL for longer on
+        # a busy 2-core machine: workers were killed in a loop before they ever served.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         # h11, not httptools: only uvicorn's h11 protocol bounds the request line and
         # headers (httptools buffers them without limit), and past the bound it answers
         # 400 and closes before the app runs.
@@ -411,9 +543,36 @@ def serve(
     )
 
 
+# How long a `serve --workers N` worker may leave the supervisor's ping unanswered
+# before it is taken for hung and replaced.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
+def _serve_log_config() -> dict[str, Any]:
+    """service.logs.configure_logging as a logging.config dictionary: JSON lines on
+    stderr at INFO, chatty libraries at WARNING."""
+    quiet = ("bm25s", "httpx", "httpcore", "chromadb", "sentence_transformers", "urllib3")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "service.api.middleware.JsonLogFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {name: {"level": "WARNING"} for name in quiet},
+    }
+
+
 @app.command("slack")
 def slack_socket_mode() -> None:
-    """Run the Slack bot over Socket Mode (no public URL needed)."""
+    """Run the Slack bot over Socket Mode (no public URL needed); Ctrl-C stops it."""
+    from slack_sdk.errors import SlackApiError
+
     from service.logs import configure_logging
     from service.slack import run_socket_mode
 
@@ -422,7 +581,202 @@ def slack_socket_mode() -> None:
     if not (settings.slack_bot_token and settings.slack_app_token):
         _fail("set NEWSDESK_SLACK_BOT_TOKEN and NEWSDESK_SLACK_APP_TOKEN for Socket Mode")
     configure_logging()
-    run_socket_mode(newsdesk)
+    try:
+        run_socket_mode(newsdesk)
+    except SlackApiError as exc:
+        # apps.connections.open refused: a wrong app token, or Socket Mode not enabled.
+        error = exc.response.get("error") if exc.response is not None else exc
+        _fail(f"Slack refused the Socket Mode connection ({settings.slack_api_url}): {error}")
+    except KeyboardInterrupt:
+        pass
+
+
+# ---- sources: feeds, news sitemaps and pages (service/sources.py) --------------------
+
+sources_app = typer.Typer(
+    help="Follow feeds, news sitemaps and pages; `newsdesk watch` polls them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(sources_app, name="sources")
+FEED_FILE_SUFFIXES = {".rss", ".atom", ".xml"}
+
+
+def _split_ingest_args(args: list[str]) -> tuple[list[Path], list[str]]:
+    """Paths read from disk, and what ``_fetched_items`` reads: URLs and feed files."""
+    from service.sources import is_url
+
+    paths, fetched = [], []
+    for arg in args:
+        if is_url(arg) or (Path(arg).suffix.lower() in FEED_FILE_SUFFIXES and Path(arg).is_file()):
+            fetched.append(arg)
+        else:
+            paths.append(Path(arg))
+    return paths, fetched
+
+
+def _fetched_items(newsdesk: Newsdesk, fetched: list[str]) -> Iterator[Article | Failure]:
+    if not fetched:
+        return
+    from service.sources import Sources, is_url
+
+    sources = Sources(newsdesk)
+    try:
+        for arg in fetched:
+            if is_url(arg):
+                yield from sources.fetch_articles([arg])
+            else:
+                yield from sources.feed_file_articles(Path(arg).read_bytes(), arg)
+    finally:
+        sources.close()
+
+
+def _sources() -> Any:
+    from service.sources import Sources
+
+    try:
+        return Sources(_newsdesk())
+    except ValueError as exc:  # NEWSDESK_SOURCES_EVERY unreadable
+        _fail(f"invalid settings: {exc}")
+
+
+def _every(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _outcome_line(name: str, outcome: Any) -> str:
+    r = outcome.record
+    if not r.ok:
+        return f"{name}: failed ({r.error_code}): {r.error}"
+    if r.not_modified:
+        return f"{name}: not modified (304)"
+    line = (
+        f"{name}: {r.kind}, {r.items_seen} seen, {r.items_new} new, {r.items_updated} "
+        f"updated, {r.items_unchanged} unchanged, {r.items_failed} failed"
+    )
+    return line + "".join(f"\n  {e['url']}: {e['reason']}" for e in r.item_errors[:5])
+
+
+@sources_app.command("add")
+def sources_add(
+    url: Annotated[str, typer.Argument(help="A feed, news sitemap or page (http/https).")],
+    name: Annotated[str | None, typer.Option(help="Shown instead of the feed's title.")] = None,
+    every: Annotated[
+        str | None, typer.Option(help="Poll interval: 90s, 15m, 2h, 1d (default 15m).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Follow a source; `newsdesk watch` (or `sources poll`) fetches it."""
+    sources = _sources()
+    source = _reported(lambda: sources.add(url, name, every))
+    if as_json:
+        _print_json(source.to_json())
+    else:
+        out.print(
+            f"following {source.url} as {source.id} (every {_every(source.every_seconds)})",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@sources_app.command("list")
+def sources_list(as_json: JsonFlag = False) -> None:
+    """Every source with its last poll: when, what it found, the last error, the next poll."""
+    rows = [s.to_json() for s in _sources().list()]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no sources; add one with `newsdesk sources add URL`")
+        return
+    for r in rows:
+        last = r["last_poll"]
+        _print_text(
+            f"{r['id']}  {r['kind'] or '?':<7} {r['name'] or '-'}  {r['url']}\n"
+            f"    every {_every(r['every_seconds'])} · next {r['next_poll_at']}"
+            f"{' · polling now' if r['polling'] else ''}"
+            f" · last ok {r['last_success_at'] or 'never'}"
+            f" · {last['items_seen']} seen, {last['items_new']} new, {last['items_updated']} "
+            f"updated, {last['items_failed']} failed"
+            + (
+                f"\n    last error ({r['last_error_at']}): {r['last_error']}"
+                if r["last_error"]
+                else ""
+            )
+        )
+
+
+@sources_app.command("remove")
+def sources_remove(source_id: Annotated[str, typer.Argument(help="Source id.")]) -> None:
+    """Stop following a source; its articles stay stored."""
+    _reported(lambda: _sources().remove(source_id))
+    out.print(f"removed {source_id}", highlight=False)
+
+
+@sources_app.command("poll")
+def sources_poll(
+    source_id: Annotated[str | None, typer.Argument(help="Source id; all when omitted.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Poll one source, or every source, now (due or not); exit 1 if any failed."""
+    sources = _sources()
+    try:
+        if source_id is not None:
+            results: list[Any] = [_reported(lambda: sources.poll(source_id))]
+        else:
+            results = list(sources.poll_all())
+    except StoreError as exc:
+        _fail(str(exc))
+    finally:
+        sources.close()
+    failed = False
+    shown = []
+    for result in results:
+        if isinstance(result, tuple):  # busy: another poller has it
+            failed = True
+            shown.append({"source_id": result[0], "ok": False, "error": result[1]})
+            if not as_json:
+                err.print(f"[yellow]busy[/yellow] {result[1]}", highlight=False)
+            continue
+        failed = failed or not result.record.ok
+        shown.append(result.to_json())
+        if not as_json:
+            _print_text(_outcome_line(result.source_id, result))
+    if as_json:
+        _print_json(shown)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Sources polled at once.")] = 2,
+) -> None:
+    """Poll every source when it is due, until stopped (Ctrl-C or SIGTERM). Run several
+    on one data dir to share the work: each source is leased to one poller at a time."""
+    import signal
+    import threading
+
+    sources = _sources()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def show(source: Any, outcome: Any) -> None:
+        err.print(_outcome_line(source.name or source.url, outcome), highlight=False)
+
+    err.print(
+        f"watching {len(sources.list())} source(s) as {sources.poller.owner}; Ctrl-C stops",
+        highlight=False,
+    )
+    try:
+        sources.watch(stop, workers=workers, on_outcome=show)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        sources.close()
 
 
 @eval_app.command("retrieval")

@@ -27,8 +27,9 @@ from vectorstore.config import (
     RetrievalConfig,
     StoreConfig,
 )
+from vectorstore.sources.config import FetchConfig, SourcesConfig, parse_interval
 
-Group = Literal["storage", "embeddings", "chunking", "retrieval", "llm", "api", "slack"]
+Group = Literal["storage", "embeddings", "chunking", "retrieval", "llm", "api", "slack", "sources"]
 # Table headings, in the order the groups are documented.
 GROUP_TITLES: dict[Group, str] = {
     "storage": "Storage",
@@ -38,6 +39,7 @@ GROUP_TITLES: dict[Group, str] = {
     "llm": "LLM (OpenAI-compatible)",
     "api": "HTTP API",
     "slack": "Slack",
+    "sources": "Sources (feeds, sitemaps, pages)",
 }
 
 
@@ -279,6 +281,96 @@ class Settings(BaseSettings):
         group="api",
         description="The API's public address, for links to source spans in Slack messages.",
     )
+    # Finished bulk-ingest jobs keep a small state file each, so a client can still read
+    # its result after a restart; this bounds how many pile up.
+    job_retention_hours: float = _setting(
+        168.0,
+        group="api",
+        ge=0,
+        description="How long a finished bulk-ingest job (`POST /v1/jobs`) can "
+        "still be read at `/v1/jobs/{id}`.",
+    )
+
+    # ---- Sources: feeds, sitemaps and pages followed by `newsdesk watch` ---------------
+    sources_every: str = _setting(
+        "15m",
+        group="sources",
+        description="How often a source is polled unless `sources add --every` says "
+        "otherwise (`90s`, `15m`, `2h`, `1d`).",
+    )
+    sources_user_agent: str = _setting(
+        "NewsdeskBot/0.1",
+        group="sources",
+        description="The User-Agent sent with every fetch, and the name robots.txt rules are "
+        "matched against.",
+    )
+    sources_connect_timeout: float = _setting(
+        5.0, group="sources", gt=0, description="Seconds to connect to a source's server."
+    )
+    sources_read_timeout: float = _setting(
+        15.0, group="sources", gt=0, description="Seconds to wait for any bytes of a response."
+    )
+    # A read timeout alone lets a server that sends a byte every few seconds hold a poller.
+    sources_total_timeout: float = _setting(
+        30.0,
+        group="sources",
+        gt=0,
+        description="Seconds one fetch may take from request to last byte; a slower "
+        "response is abandoned.",
+    )
+    sources_max_bytes: int = _setting(
+        5_000_000,
+        group="sources",
+        gt=0,
+        description="Largest page or feed read (after decompression); a larger body is "
+        "abandoned at that size, never read whole.",
+    )
+    sources_max_redirects: int = _setting(
+        5, group="sources", ge=0, description="Redirects followed per fetch; loops are refused."
+    )
+    sources_host_interval: float = _setting(
+        1.0,
+        group="sources",
+        ge=0,
+        description="Seconds between two requests to one host from one poller process.",
+    )
+    sources_host_concurrency: int = _setting(
+        2,
+        group="sources",
+        ge=1,
+        description="Requests one poller process sends to one host at the same time.",
+    )
+    sources_respect_robots: bool = _setting(
+        True,
+        group="sources",
+        description="Honour robots.txt (read with Protego, kept for an hour per host).",
+    )
+    sources_allow_private: bool = _setting(
+        False,
+        group="sources",
+        description="Fetch from loopback, private and link-local addresses (a feed on your "
+        "own network); off, so API callers cannot make the server read its own network.",
+    )
+    sources_lease_seconds: float = _setting(
+        300.0,
+        group="sources",
+        gt=0,
+        description="How long a poller holds a source without renewing; after a poller "
+        "dies, another takes the source up this much later.",
+    )
+    sources_max_backoff_seconds: float = _setting(
+        6 * 3600.0,
+        group="sources",
+        gt=0,
+        description="Longest wait before retrying a failing source (the interval doubles "
+        "after each failure up to this).",
+    )
+    sources_max_items: int = _setting(
+        500,
+        group="sources",
+        ge=1,
+        description="Entries read from one feed or sitemap per poll, first ones first.",
+    )
 
     # ---- Slack ------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = _setting(
@@ -292,6 +384,14 @@ class Settings(BaseSettings):
     )
     slack_ephemeral: bool = _setting(
         False, group="slack", description="`/ask` answers only the asker."
+    )
+    slack_api_url: str = _setting(
+        "https://slack.com/api/",
+        group="slack",
+        description=(
+            "Base URL of Slack's Web API, for the bot's calls and for opening Socket Mode "
+            "connections: another one for GovSlack or a local stand-in."
+        ),
     )
 
     @field_validator("api_keys", "cors_origins", mode="before")
@@ -322,6 +422,28 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+    def sources_config(self) -> SourcesConfig:
+        return SourcesConfig(
+            registry_path=self.data_dir / "sources.sqlite3",
+            default_every_seconds=parse_interval(self.sources_every),
+            lease_seconds=self.sources_lease_seconds,
+            max_backoff_seconds=self.sources_max_backoff_seconds,
+            max_items_per_poll=self.sources_max_items,
+            fetch=FetchConfig(
+                user_agent=self.sources_user_agent,
+                connect_timeout=self.sources_connect_timeout,
+                read_timeout=self.sources_read_timeout,
+                total_timeout=self.sources_total_timeout,
+                max_bytes=self.sources_max_bytes,
+                max_redirects=self.sources_max_redirects,
+                host_interval=self.sources_host_interval,
+                host_concurrency=self.sources_host_concurrency,
+                respect_robots=self.sources_respect_robots,
+                robots_cache_seconds=3600.0,
+                allow_private=self.sources_allow_private,
+            ),
+        )
 
     # ---- what the storage layer gets (vectorstore/config.py) ------------------------
 

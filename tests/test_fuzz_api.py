@@ -48,10 +48,14 @@ CONFIG: dict[str, Any] = {
         {"include-path": "/v1/articles/{article_id}/spans", "checks": _positive("400")},
         # The last user/assistant message must be the user's question.
         {"include-path": "/v1/chat/completions", "checks": _positive("400")},
-        # Article ids in filters must be stored ones.
-        {"include-path-regex": "^/v1/(ask|summaries)$", "checks": _positive("400")},
+        # Article ids in filters must be stored ones, and named sources stored outlets.
+        {"include-path-regex": "^/v1/(ask|summaries|search)$", "checks": _positive("400")},
+        {"include-name": "GET /v1/articles", "checks": _positive("400")},
         # A file's extension and content, and text that is only boilerplate.
         {"include-name": "POST /v1/articles", "checks": _positive("415", "422")},
+        {"include-name": "POST /v1/jobs", "checks": _positive("415", "422")},
+        # An interval of 30 s to 30 days and a port up to 65535: ranges inside strings.
+        {"include-name": "POST /v1/sources", "checks": _positive("400")},
     ],
 }
 

@@ -2,8 +2,8 @@
 taken before answers, summaries and briefings shared one base model, and the whole
 OpenAPI document equals the one taken before request models were unified.
 
-A deliberate API change regenerates the OpenAPI snapshot with
-``python -m tests.test_result_shapes`` and shows up in review as a diff of that file."""
+A deliberate API change regenerates both snapshots with ``python -m tests.test_result_shapes``
+and shows up in review as a diff of those files."""
 
 from __future__ import annotations
 
@@ -73,5 +73,10 @@ def test_the_openapi_document_matches_the_snapshot() -> None:
     assert _ignoring_field_order(current_openapi()) == _ignoring_field_order(snapshot)
 
 
+def current_result_models() -> dict[str, Any]:
+    return {name: getattr(service.models, name).model_json_schema() for name in SNAPSHOTTED}
+
+
 if __name__ == "__main__":
     OPENAPI_SNAPSHOT.write_text(json.dumps(current_openapi(), indent=1, sort_keys=True) + "\n")
+    SNAPSHOT.write_text(json.dumps(current_result_models(), indent=2) + "\n", "utf-8")

@@ -26,6 +26,7 @@ from vectorstore.config import (
     RetrievalConfig,
     StoreConfig,
 )
+from vectorstore.sources.config import FetchConfig, SourcesConfig
 
 
 def test_prefixed_env_vars_and_comma_separated_lists(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,6 +94,8 @@ def test_the_table_never_shows_a_secret_default() -> None:
 
 CONFIGS = (
     StoreConfig,
+    SourcesConfig,
+    FetchConfig,
     LocalEmbeddingConfig,
     OpenAIEmbeddingConfig,
     ChunkingConfig,
@@ -145,7 +148,8 @@ def test_no_vectorstore_signature_defaults_a_setting() -> None:
     decided |= {f.name for cls in CONFIGS for f in dataclasses.fields(cls)}
     found = []
     for path in _vectorstore_modules():
-        module = importlib.import_module(f"vectorstore.{path.stem}")
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        module = importlib.import_module(dotted)
         for where, fn in _callables(module):
             for p in inspect.signature(fn).parameters.values():
                 if p.name in decided and p.default is not inspect.Parameter.empty:

@@ -19,6 +19,7 @@ from typing import Any
 from vectorstore.canonical import canonicalize, headline
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 RECORD_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES
@@ -52,6 +53,11 @@ class Article:
     published_at: str | None = None
     origin: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Set when the id is only the content hash: the stored article with this identity, if
+    # any, is the one this text revises.
+    identity: str | None = None
+    # When the outlet says it changed the article after publication (ISO 8601).
+    updated_at: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -62,6 +68,7 @@ class Article:
             "published_at": self.published_at,
             "origin": self.origin,
             "content_hash": self.content_hash,
+            "identity": self.identity,
         }
 
 
@@ -149,8 +156,15 @@ def make_article(
     published_at: Any = None,
     article_id: str | None = None,
     origin: str | None = None,
+    identity: str | None = None,
+    updated_at: Any = None,
 ) -> Article:
-    """Build one article from raw text and whatever metadata came with it."""
+    """Build one article from raw text and whatever metadata came with it.
+
+    Its id, so that an edited text is a new revision of the same article rather than a new
+    one: the explicit ``article_id``, else one made from the canonical ``url``, else the
+    content hash, which the indexer swaps for the id already stored under the same
+    ``identity`` (a file's path: see ``file_identity``)."""
     if not isinstance(raw_text, str):
         raise IngestError("'text' must be a string")
     if "\x00" in raw_text:
@@ -171,8 +185,11 @@ def make_article(
         raise IngestError("id cannot be '.' or '..' (it could not be used in a URL)")
     if clean_id is not None and (len(clean_id) > 128 or any(c in clean_id for c in "/\\\n")):
         raise IngestError("id must be at most 128 characters with no slashes or newlines")
+    given_id = clean_id or _url_identity(_clean_str(url))
     return Article(
-        id=clean_id or digest[:16],
+        id=given_id or digest[:16],
+        identity=None if given_id else identity,
+        updated_at=normalize_published_at(updated_at) if updated_at not in (None, "") else None,
         text=text,
         title=_clean_str(title) or headline(text),
         content_hash=digest,
@@ -183,6 +200,34 @@ def make_article(
         origin=origin,
         warnings=warnings,
     )
+
+
+# The first block is all a title needs; parsing a 50 MB file for it would not be.
+_TITLE_PARSE_CHARS = 20_000
+
+
+def markdown_title(text: str) -> str | None:
+    """A Markdown article's title: its first block as plain text, markup removed ("# Flood
+    in *Ardo*" is "Flood in Ardo"), a heading whole and a paragraph cut as ``headline``
+    cuts one. The canonical text keeps the markup: citations index the file as written."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(text[:_TITLE_PARSE_CHARS])
+    first = next((t for t in tokens if t.type == "inline"), None)
+    if first is None or not tokens or tokens[0].type not in ("heading_open", "paragraph_open"):
+        return None
+    parts = []
+    for child in first.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append(child.content)
+    plain = " ".join("".join(parts).split())
+    if not plain:
+        return None
+    return plain if tokens[0].type == "heading_open" else headline(plain)
 
 
 def _decode(data: bytes, origin: str) -> str:
@@ -200,7 +245,15 @@ def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
     # trafilatura finds the article body and drops navigation, ads and comment blocks.
     import trafilatura
 
-    extracted = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False)
+    # htmldate's extensive search reads dates out of the body text ("first proposed in
+    # 2019" became 2019-01-01); without it only markup meant as a date counts: meta tags,
+    # JSON-LD, <time> and date-classed elements. original_date: published, not updated.
+    extracted = trafilatura.bare_extraction(
+        html,
+        with_metadata=True,
+        include_comments=False,
+        date_extraction_params={"extensive_search": False, "original_date": True},
+    )
     if extracted is None:
         raise IngestError("no article text found in the HTML")
     doc = extracted if isinstance(extracted, dict) else extracted.as_dict()
@@ -234,9 +287,36 @@ def _record_to_article(record: Any, origin: str) -> Article:
     )
 
 
-def read_file(path: Path) -> Iterator[Article | Failure]:
-    """Articles in one file; a bad record yields a Failure and reading goes on."""
+def _url_identity(url: str | None) -> str | None:
+    from vectorstore.sources.identity import InvalidURL, url_article_id
+
+    if not url:
+        return None
+    try:
+        return url_article_id(url)
+    except InvalidURL:
+        return None
+
+
+def file_identity(path: Path) -> str:
+    """What the one article of a text or HTML file is, when its text has no id or URL: the
+    file, so editing it and ingesting it again makes a new revision, not a second article.
+    Its first text's content hash stays its id (see ``Indexer``)."""
+    return "file:" + str(path.resolve())
+
+
+def identity_id(identity: str) -> str:
+    """The id of an article known by its identity, when its text's hash is taken."""
+    return "doc-" + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+
+
+def read_file(path: Path, *, identity: bool = True) -> Iterator[Article | Failure]:
+    """Articles in one file; a bad record yields a Failure and reading goes on.
+
+    ``identity``: a text or HTML file's article is known by the file (see
+    ``file_identity``); off for a temporary copy of someone else's upload."""
     origin = str(path)
+    known_as = file_identity(path) if identity else None
     suffix = path.suffix.lower()
     try:
         if suffix not in SUPPORTED_SUFFIXES:
@@ -250,13 +330,14 @@ def read_file(path: Path) -> Iterator[Article | Failure]:
 
     if suffix in TEXT_SUFFIXES:
         try:
-            yield make_article(text, origin=origin)
+            title = markdown_title(text) if suffix in MARKDOWN_SUFFIXES else None
+            yield make_article(text, title=title, origin=origin, identity=known_as)
         except IngestError as exc:
             yield Failure(origin, str(exc))
     elif suffix in HTML_SUFFIXES:
         try:
             body, meta = _html_to_text(text)
-            yield make_article(body, origin=origin, **meta)
+            yield make_article(body, origin=origin, identity=known_as, **meta)
         except IngestError as exc:
             yield Failure(origin, str(exc))
     elif suffix == ".json":
@@ -314,3 +395,24 @@ def read_paths(paths: Iterable[Path]) -> Iterator[Article | Failure]:
             yield item
         else:
             yield from read_file(item)
+
+
+def count_records(path: Path) -> int:
+    """How many items ``read_file(path)`` will yield, without building the articles: the
+    total a progress display counts towards."""
+    suffix = path.suffix.lower()
+    if suffix not in RECORD_SUFFIXES:
+        return 1
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return 1
+        text = _decode(path.read_bytes(), str(path))
+    except (IngestError, OSError):
+        return 1
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            return 1
+        return len(data) if isinstance(data, list) else 1
+    return sum(1 for line in text.splitlines() if line.strip())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -83,6 +84,31 @@ def mentioned_sources(query: str, sources: set[str]) -> list[str]:
     return sorted(found)
 
 
+def outlet_key(name: str) -> str:
+    """How outlet names compare: "reuters", "Reuters" and " REUTERS " are one outlet."""
+    return " ".join(name.split()).casefold()
+
+
+def match_sources(
+    requested: Iterable[str], known: Iterable[str]
+) -> tuple[tuple[str, ...], list[str]]:
+    """The stored outlet names each requested name stands for, compared case-insensitively
+    (every stored spelling of it, since articles from several feeds may differ only in case),
+    and the requested names no stored article carries."""
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(known):
+        by_key[outlet_key(name)].append(name)
+    matched: list[str] = []
+    unknown: list[str] = []
+    for name in requested:
+        stored = by_key.get(outlet_key(name))
+        if stored:
+            matched.extend(s for s in stored if s not in matched)
+        else:
+            unknown.append(name)
+    return tuple(matched), unknown
+
+
 class Retriever:
     def __init__(
         self,
@@ -159,3 +185,52 @@ class Retriever:
         if diversity:
             return diversify(fused, top_k, self.config.per_article)
         return fused[:top_k]
+
+
+# ---- dates a question names (for date-scoped evidence; see service/answer.py) ----------
+
+_MONTH_NUMBERS = {
+    m: i
+    for i, m in enumerate(
+        [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ],
+        start=1,
+    )
+}
+_ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_WRITTEN_DAY = re.compile(
+    rf"\b({'|'.join(_MONTH_NUMBERS)})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b",
+    re.IGNORECASE,
+)
+
+
+def mentioned_days(query: str) -> list[str]:
+    """Calendar days a question names ("on September 26, 2023", "on 2023-11-24") as ISO
+    dates, in order of mention; impossible dates are skipped."""
+    found: list[tuple[int, str]] = []
+    for m in _ISO_DAY.finditer(query):
+        found.append((m.start(), f"{m.group(1)}-{m.group(2)}-{m.group(3)}"))
+    for m in _WRITTEN_DAY.finditer(query):
+        month = _MONTH_NUMBERS[m.group(1).lower()]
+        found.append((m.start(), f"{m.group(3)}-{month:02d}-{int(m.group(2)):02d}"))
+    out: list[str] = []
+    for _, day in sorted(found):
+        try:
+            datetime.date.fromisoformat(day)
+        except ValueError:
+            continue
+        if day not in out:
+            out.append(day)
+    return out

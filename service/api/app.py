@@ -21,10 +21,13 @@ from service.api.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from service.api.routes import articles, ask, chat, health, summaries
+from service.api.routes import articles, ask, chat, health, models, search, summaries
+from service.api.routes import sources as sources_routes
 from service.api.security import KeyChecker, RateLimiter
 from service.context import Newsdesk
+from service.ingest_jobs import IngestJobs
 from service.settings import Settings
+from service.warmup import Warmup
 
 log = logging.getLogger("newsdesk.api")
 
@@ -55,7 +58,13 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
             # Take the embedded store's one-process lock at startup rather than on the first
             # request, so a CLI started beside the server is the one refused, not the server.
             _ = app.state.newsdesk.store
+        # In the background, so startup is not blocked; /readyz is 503 until it is done.
+        app.state.warmup.start()
+        app.state.jobs.start()  # resumes bulk ingest jobs an earlier process left unfinished
         yield
+        app.state.jobs.stop()  # before the store closes: the job worker writes to it
+        if getattr(app.state, "sources", None) is not None:
+            app.state.sources.close()
         if "store" in vars(app.state.newsdesk):  # opened: a cached_property
             app.state.newsdesk.store.close()
 
@@ -74,6 +83,13 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     app.state.metrics = Metrics()
     app.state.keys = KeyChecker(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    # Both look up app.state.newsdesk when they run: tests may swap it after create_app.
+    app.state.warmup = Warmup(lambda: app.state.newsdesk)
+    app.state.jobs = IngestJobs(
+        lambda: app.state.newsdesk,
+        settings.data_dir / "jobs",
+        retention_seconds=settings.job_retention_hours * 3600,
+    )
 
     def openapi() -> dict[str, Any]:
         return openapi_with_security(app, app.state.keys.enabled)
@@ -83,10 +99,20 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     install_error_handlers(app)
     protected = [Depends(require_caller)]
     app.include_router(health.router)
-    for router in (ask.router, chat.router, summaries.router, articles.router):
+    for router in (
+        ask.router,
+        chat.router,
+        models.router,
+        summaries.router,
+        articles.router,
+        search.router,
+        sources_routes.router,
+    ):
         app.include_router(router, dependencies=protected)
     # With keys set only the health checks are open; reading the docs costs no budget.
     add_docs(app, dependencies=[Depends(require_key)])
+    # Polling a bulk job costs no budget either (service/api/routes/articles.py).
+    app.include_router(articles.jobs_router, dependencies=[Depends(require_key)])
 
     from service.slack import mount_slack
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.conversation import recent_history
 from service.errors import InvalidRequest
 from service.models import Citation, Usage
 from service.requests import (
-    MAX_HISTORY_MESSAGES,
     MAX_QUESTION_CHARS,
     AskBody,
     HistoryMessage,
@@ -113,10 +114,36 @@ class ArticleMeta(BaseModel):
     content_hash: str
     chunks: int
     chars: int | None = None
+    revision: int = Field(
+        1, description="1 for the first text stored under this id, +1 for each changed text since."
+    )
+    updated_at: str | None = Field(
+        None, description="When the current revision replaced an earlier text."
+    )
+    syndication_group: str | None = Field(
+        None,
+        description="The id of the first stored copy of the same story text (another "
+        "outlet's run of the same wire copy), when this article is such a copy.",
+    )
 
 
 class ArticleFull(ArticleMeta):
     text: str
+
+
+class RevisionMeta(BaseModel):
+    revision: int
+    content_hash: str
+    chars: int
+    written_at: float = Field(
+        description="Unix seconds; 0 for a text stored before revisions were kept."
+    )
+    current: bool
+
+
+class RevisionList(BaseModel):
+    article_id: str
+    items: list[RevisionMeta]
 
 
 class ArticleList(BaseModel):
@@ -140,6 +167,7 @@ class IngestResult(BaseModel):
 class Span(BaseModel):
     article_id: str
     title: str
+    revision: int
     start: int
     end: int
     text: str
@@ -151,9 +179,18 @@ class Span(BaseModel):
 
 # ---- OpenAI-compatible chat ---------------------------------------------------------
 
+# OpenAI's own limit on a conversation's length; anything shorter is answered, reading
+# only its most recent turns (service/conversation.py's recent_history).
+MAX_CHAT_MESSAGES = 2048
+# OpenAI's limit on stop sequences.
+MAX_STOP_SEQUENCES = 4
+# The roles that are turns of the conversation; the others are not read (README, "HTTP
+# API": system prompts are written for a free-form assistant, not for cited answers).
+TURN_ROLES = ("user", "assistant")
+
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
@@ -166,8 +203,53 @@ class ChatMessage(BaseModel):
         return ""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Stream one more chunk before `data: [DONE]`, with empty `choices` and "
+        "the usage of the whole request; every other chunk then has `usage: null`.",
+    )
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"] = Field(
+        description="`text` (Markdown with the quoted sources) or `json_object` (the "
+        "`/v1/ask` JSON of the answer as the content). `json_schema` is a 400: a schema "
+        "of the caller's cannot hold verified citations."
+    )
+
+
+class ChatHistory(BaseModel):
+    """What of the conversation the answer read. ``received``: user and assistant
+    messages before the question; ``used``: the most recent of them that fit the history
+    budget, read to resolve a follow-up ("and in Kyiv?"); ``dropped``: the older rest;
+    ``clipped``: used turns read from their beginning only; ``not_read``: system,
+    developer and tool messages."""
+
+    received: int
+    used: int
+    dropped: int
+    clipped: int
+    not_read: int
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat body read as Newsdesk reads it: the question with the history it is read
+    with, and what of the conversation was left out."""
+
+    ask: AskBody
+    history: ChatHistory
+
+
 class ChatCompletionBody(BaseModel):
-    # OpenAI clients send many optional fields (temperature, n, user...): accepted, unused.
+    # OpenAI clients send many optional fields (temperature, seed, user...): accepted.
+    # Those Newsdesk can't honour without breaking verification are refused by the route.
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
@@ -178,30 +260,98 @@ class ChatCompletionBody(BaseModel):
     model: str = "newsdesk"
     messages: list[ChatMessage] = Field(
         min_length=1,
-        max_length=MAX_HISTORY_MESSAGES + 1,
+        max_length=MAX_CHAT_MESSAGES,
         description=(
             "The whole conversation. Of the user and assistant messages, the last must be "
             f"from the user, with text of 1 to {MAX_QUESTION_CHARS} characters: it is the "
-            "question answered (400 otherwise)."
+            "question answered (400 otherwise). The turns before it are read from the most "
+            "recent back, as many as fit the history budget; system, developer and tool "
+            "messages are not read. The response's `newsdesk.history` says what was used."
         ),
     )
     # Strict: lax validation would take 0 and "no", which the schema's boolean refuses.
     stream: bool = Field(default=False, strict=True)
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(
+        default=None,
+        ge=1,
+        description="How many choices: only 1 (a 400 otherwise).",
+        # Published as the limit; the route answers a larger n with OpenAI's 400.
+        json_schema_extra={"maximum": 1},
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cap on the content's tokens, cut at a claim boundary: the answer keeps "
+        "its first claims whose content (sources included) fits, and finish_reason is "
+        "`length` when a claim was cut.",
+    )
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, description="The same as max_tokens; the smaller of both applies."
+    )
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
+        default=None,
+        description=f"Up to {MAX_STOP_SEQUENCES} sequences. The answer keeps its first claims "
+        "whose content contains none of them; finish_reason is `stop` when a claim was cut.",
+    )
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(
+        default=None, strict=True, description="Only false: there are no token log probabilities."
+    )
+    tools: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Not supported: a non-empty list is a 400.",
+        json_schema_extra={"maxItems": 0},
+    )
+    functions: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Not supported: a non-empty list is a 400.",
+        json_schema_extra={"maxItems": 0},
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description="Only `none` or `auto` (no tools are ever called)."
+    )
+    function_call: str | dict[str, Any] | None = Field(
+        default=None, description="Only `none` or `auto` (no functions are ever called)."
+    )
+
+    def stop_sequences(self) -> list[str]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return [s for s in stops if s]
+
+    def token_cap(self) -> int | None:
+        caps = [c for c in (self.max_tokens, self.max_completion_tokens) if c is not None]
+        return min(caps) if caps else None
 
     def to_ask(self) -> AskBody:
+        return self.to_request().ask
+
+    def to_request(self) -> ChatRequest:
         """The ask request this conversation stands for: its last message the question,
-        the user and assistant turns before it the history (system, tool and developer
-        messages are not part of it). It stays a body of its own, not an AskBody, to take
-        what OpenAI clients send; its question meets AskBody's rules like any other."""
-        turns = [m for m in self.messages if m.role in ("user", "assistant")]
+        the most recent user and assistant turns before it the history (system, tool and
+        developer messages are not part of it). It stays a body of its own, not an
+        AskBody, to take what OpenAI clients send; its question meets AskBody's rules
+        like any other."""
+        turns = [m for m in self.messages if m.role in TURN_ROLES]
         if not turns or turns[-1].role != "user":
             raise InvalidRequest("The last message must be from the user.")
         text = turns[-1].text().strip()
         # The conversation's own rule: a message of only images has no text to answer.
         if not text:
             raise InvalidRequest("The last user message is empty.")
-        history = [HistoryMessage.clipped(m.role, m.text()) for m in turns[:-1]]
-        return parse_request(AskBody, question=text, history=history)
+        earlier = [HistoryMessage.clipped(m.role, m.text()) for m in turns[:-1]]
+        window = recent_history(earlier)
+        ask = parse_request(AskBody, question=text, history=window.messages)
+        return ChatRequest(
+            ask=ask,
+            history=ChatHistory(
+                received=len(earlier),
+                used=len(window.messages),
+                dropped=window.dropped,
+                clipped=window.clipped,
+                not_read=len(self.messages) - len(turns),
+            ),
+        )
 
 
 class ChatChoiceMessage(BaseModel):
@@ -212,7 +362,7 @@ class ChatChoiceMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int = 0
     message: ChatChoiceMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: Literal["stop", "length"] = "stop"
 
 
 class ChatUsage(BaseModel):
@@ -227,6 +377,9 @@ class NewsdeskExtra(BaseModel):
     citations_verified: int
     citations_rejected: int
     estimated_cost_usd: float
+    history: ChatHistory | None = None
+    # Claims of the verified answer left out of the content by max_tokens or stop.
+    claims_cut: int = 0
 
 
 class ChatCompletion(BaseModel):
@@ -246,3 +399,31 @@ def chat_usage(usage: Usage) -> ChatUsage:
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
     )
+
+
+# ---- OpenAI-compatible models and errors ----------------------------------------------
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIErrorDetail(BaseModel):
+    # OpenAI's error object: the same code and message as every other error here, plus
+    # the type and the request parameter at fault, which OpenAI's SDKs expose.
+    code: str
+    message: str
+    type: str
+    param: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIErrorDetail
