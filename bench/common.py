@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -108,3 +111,35 @@ def emit(name: str, data: dict[str, Any], text: str, out_dir: Path = RESULTS) ->
     path = write_result(name, data, out_dir)
     print(f"\nwrote {rel(path)}")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_app(env: dict[str, str], port: int, wait_s: float = 120) -> subprocess.Popen[bytes]:
+    """The real service under uvicorn on 127.0.0.1:``port``, returned once /healthz answers;
+    one line and an exit when it dies or does not come up."""
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.api:create_app", "--factory"]
+        + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            raise SystemExit("the service exited during start-up")
+    proc.kill()
+    raise SystemExit(f"the service did not start within {wait_s:.0f} s")

@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import psutil
 
-from bench.common import SHARED_EVAL, require_files
+from bench.common import SHARED_EVAL, require_files, serve_app
 from bench.stub_llm import StubLLM
 from service.context import Newsdesk
 from service.settings import Settings
@@ -130,36 +130,7 @@ def start_service(data_dir: Path, llm_url: str, port: int) -> subprocess.Popen[b
         "HF_HUB_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "False",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.api:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            raise RuntimeError("the service exited during start-up")
-    proc.kill()
-    raise RuntimeError("the service did not start")
+    return serve_app(env, port, wait_s=120)
 
 
 def questions(vocab: list[str], rng: random.Random, n: int) -> list[str]:

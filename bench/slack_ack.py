@@ -21,10 +21,8 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, SHARED_EVAL, emit, quiet, rel, require_files, table
+from bench.common import (
+    RESULTS,
+    SHARED_EVAL,
+    emit,
+    free_port,
+    quiet,
+    rel,
+    require_files,
+    serve_app,
+    table,
+)
 from tests.slack_helpers import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -50,12 +58,6 @@ QUESTIONS = [
     "Which company is the default search engine on practically every platform?",
     "What did the Justice Department focus on?",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ingest(data_dir: Path, corpus: Path, n: int) -> list[str]:
@@ -90,36 +92,7 @@ def start_service(data_dir: Path, slack_api_url: str, port: int) -> subprocess.P
             "ANONYMIZED_TELEMETRY": "False",
         }
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.api:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            raise SystemExit("the service exited during start-up")
-    proc.kill()
-    raise SystemExit("the service did not start within 180 s")
+    return serve_app(env, port, wait_s=180)
 
 
 def slack_request(n: int, response_url: str) -> tuple[str, str, str, dict[str, str]]:

@@ -65,6 +65,16 @@ out = Console()
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# The filters that search and ask share.
+ArticleOpt = Annotated[
+    list[str] | None, typer.Option("--article", metavar="ID", help="Only this article.")
+]
+SourceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--source", metavar="NAME", help="Only this outlet (any case)."),
+]
+AfterOpt = Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")]
+BeforeOpt = Annotated[str | None, typer.Option(help="Published on or before.")]
 
 
 def _show_version(value: bool) -> None:
@@ -377,15 +387,10 @@ def search(
     mode: Annotated[
         str, typer.Option(metavar="[hybrid|dense|keyword]", help="Which retrieval.")
     ] = "hybrid",
-    article_ids: Annotated[
-        list[str] | None, typer.Option("--article", metavar="ID", help="Only this article.")
-    ] = None,
-    sources: Annotated[
-        list[str] | None,
-        typer.Option("--source", metavar="NAME", help="Only this outlet (any case)."),
-    ] = None,
-    after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
-    before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
+    article_ids: ArticleOpt = None,
+    sources: SourceOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the passages retrieval finds for a query, with their exact spans."""
@@ -421,15 +426,10 @@ def search(
 def ask(
     question: str,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K)] = None,
-    article_ids: Annotated[
-        list[str] | None, typer.Option("--article", metavar="ID", help="Only this article.")
-    ] = None,
-    sources: Annotated[
-        list[str] | None,
-        typer.Option("--source", metavar="NAME", help="Only this outlet (any case)."),
-    ] = None,
-    after: Annotated[str | None, typer.Option(help="Published on or after (ISO 8601).")] = None,
-    before: Annotated[str | None, typer.Option(help="Published on or before.")] = None,
+    article_ids: ArticleOpt = None,
+    sources: SourceOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Answer a question with verified, numbered citations."""

@@ -241,7 +241,8 @@ def _decode(data: bytes, origin: str) -> str:
         raise IngestError(f"not valid UTF-8 (byte {exc.start})") from exc
 
 
-def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
+def extract_article(html: str, url: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The article body of a page and trafilatura's metadata of it; IngestError if none."""
     # trafilatura finds the article body and drops navigation, ads and comment blocks.
     import trafilatura
 
@@ -250,6 +251,7 @@ def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
     # JSON-LD, <time> and date-classed elements. original_date: published, not updated.
     extracted = trafilatura.bare_extraction(
         html,
+        url=url,
         with_metadata=True,
         include_comments=False,
         date_extraction_params={"extensive_search": False, "original_date": True},
@@ -260,6 +262,11 @@ def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
     text = doc.get("text") or ""
     if not text.strip():
         raise IngestError("no article text found in the HTML")
+    return text, doc
+
+
+def _html_to_text(html: str) -> tuple[str, dict[str, Any]]:
+    text, doc = extract_article(html)
     meta = {
         "title": doc.get("title"),
         "source": doc.get("sitename") or doc.get("hostname"),

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from vectorstore.ingest import Article, IngestError, make_article, normalize_published_at
+from vectorstore.ingest import (
+    Article,
+    IngestError,
+    extract_article,
+    make_article,
+    normalize_published_at,
+)
 from vectorstore.sources.feeds import Entry
 from vectorstore.sources.identity import InvalidURL, canonical_url, url_article_id
 
@@ -149,23 +155,9 @@ def read_metadata(html: str, page_url: str) -> PageMeta:
 
 
 def _extract_text(html: str, url: str) -> tuple[str, dict[str, Any]]:
-    import trafilatura
-
-    extracted = trafilatura.bare_extraction(
-        html,
-        url=url,
-        with_metadata=True,
-        include_comments=False,
-        # Its date is not used (read_metadata's are); this only keeps the search cheap
-        # and out of the body text.
-        date_extraction_params={"extensive_search": False, "original_date": True},
-    )
-    if extracted is None:
-        raise IngestError("no article text found in the page")
-    doc = extracted if isinstance(extracted, dict) else extracted.as_dict()
-    text = doc.get("text") or ""
-    if not text.strip():
-        raise IngestError("no article text found in the page")
+    # Its date is not used (read_metadata's are); the extraction keeps dates out of the
+    # body text anyway.
+    text, doc = extract_article(html, url)
     if len(text.strip()) < MIN_TEXT_CHARS:
         # What is left of a page without an article (a menu, a cookie wall) is not one.
         raise IngestError(f"no article text found in the page (only {len(text.strip())} chars)")
