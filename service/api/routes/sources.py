@@ -14,7 +14,7 @@ from service.api.errors import ApiError, ErrorBody
 from service.sources import SourceAlreadyFollowed, SourcePollBusy, Sources
 
 router = APIRouter(tags=["sources"])
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 429)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429)}
 _lock = threading.Lock()
 
 
