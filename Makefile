@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# System packages pip cannot install (redis-server, for the Redis registry's tests); one
+# line and on, never a failure, where it cannot install them (not root, no apt).
 install: $(STAMP)
+	@bash scripts/system-deps.sh
 
 demo: install
 	$(CLI) ingest seeds/

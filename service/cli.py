@@ -685,7 +685,7 @@ def sources_add(
 @sources_app.command("list")
 def sources_list(as_json: JsonFlag = False) -> None:
     """Every source with its last poll: when, what it found, the last error, the next poll."""
-    rows = [s.to_json() for s in _sources().list()]
+    rows = [s.to_json() for s in _reported(lambda: _sources().list())]
     if as_json:
         _print_json(rows)
         return
@@ -756,7 +756,8 @@ def watch(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Sources polled at once.")] = 2,
 ) -> None:
     """Poll every source when it is due, until stopped (Ctrl-C or SIGTERM). Run several
-    on one data dir to share the work: each source is leased to one poller at a time."""
+    on one data dir, or on several machines sharing NEWSDESK_REDIS_URL, to share the work:
+    each source is leased to one poller at a time."""
     import signal
     import threading
 
@@ -768,7 +769,8 @@ def watch(
         err.print(_outcome_line(source.name or source.url, outcome), highlight=False)
 
     err.print(
-        f"watching {len(sources.list())} source(s) as {sources.poller.owner}; Ctrl-C stops",
+        f"watching {len(_reported(sources.list))} source(s) as {sources.poller.owner}; "
+        "Ctrl-C stops",
         highlight=False,
     )
     try:

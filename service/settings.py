@@ -371,6 +371,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Entries read from one feed or sitemap per poll, first ones first.",
     )
+    # SQLite's leases need a filesystem with working locks; machines without a shared one
+    # share a Redis instead (SET NX PX leases).
+    redis_url: str | None = _setting(
+        None,
+        group="sources",
+        description="A Redis (`redis://host:6379/0`) holding the sources, their per-item "
+        "state and their leases, so `watch` processes on several machines share the work; "
+        "unset, they are kept in SQLite in the data dir (one machine).",
+    )
 
     # ---- Slack ------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = _setting(
@@ -443,6 +452,8 @@ class Settings(BaseSettings):
                 robots_cache_seconds=3600.0,
                 allow_private=self.sources_allow_private,
             ),
+            redis_url=self.redis_url,
+            redis_prefix=f"{self.collection_prefix}:sources:",
         )
 
     # ---- what the storage layer gets (vectorstore/config.py) ------------------------

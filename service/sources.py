@@ -12,13 +12,14 @@ from service.context import Newsdesk
 from service.errors import InvalidRequest, NewsdeskError, NothingFound
 from vectorstore.indexer import IngestReport
 from vectorstore.ingest import Article, Failure, IngestError
-from vectorstore.sources.config import parse_interval
+from vectorstore.sources.config import SourcesConfig, parse_interval
 from vectorstore.sources.feeds import FeedError, detect_kind, parse_entries
 from vectorstore.sources.fetch import HTML_TYPES, Fetcher, FetchError
 from vectorstore.sources.identity import InvalidURL, canonical_url
 from vectorstore.sources.pages import page_article
 from vectorstore.sources.poller import Poller, PollOutcome, SourceBusy
-from vectorstore.sources.registry import Registry, Source
+from vectorstore.sources.redis_registry import RedisRegistry
+from vectorstore.sources.registry import Registry, Source, SourceRegistry
 
 MAX_NAME_CHARS = 200
 
@@ -62,19 +63,28 @@ def _url(url: str) -> str:
         raise InvalidRequest(str(exc), field="url", value=url) from exc
 
 
+def open_registry(config: SourcesConfig) -> SourceRegistry:
+    """Redis when ``NEWSDESK_REDIS_URL`` is set (several machines), else SQLite in the
+    data dir (one machine)."""
+    if config.redis_url:
+        return RedisRegistry(config.redis_url, prefix=config.redis_prefix)
+    return Registry(config.registry_path)
+
+
 class Sources:
     """One per process, like ``Newsdesk``: it owns the registry and the HTTP client."""
 
     def __init__(self, newsdesk: Newsdesk) -> None:
         self.newsdesk = newsdesk
         self.config = newsdesk.settings.sources_config()
-        self.registry = Registry(self.config.registry_path)
+        self.registry = open_registry(self.config)
         self.fetcher = Fetcher(self.config.fetch)
         self._poller: Poller | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.fetcher.close()
+        self.registry.close()
 
     def _index(self, articles: list[Article]) -> IngestReport:
         # Repair runs here too: it limits itself to once per repair interval, and a

@@ -39,6 +39,10 @@ class SourcesConfig:
     max_backoff_seconds: float
     max_items_per_poll: int
     fetch: FetchConfig
+    # Set: the registry is in this Redis (shared by every machine), not registry_path.
+    redis_url: str | None
+    # Keys' prefix in that Redis, so deployments sharing one server stay apart.
+    redis_prefix: str
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -34,7 +33,7 @@ from vectorstore.sources.feeds import Entry, FeedError, detect_kind, parse_entri
 from vectorstore.sources.fetch import HTML_TYPES, Fetcher, FetchError, FetchResult
 from vectorstore.sources.identity import InvalidURL, canonical_url
 from vectorstore.sources.pages import Page, page_article
-from vectorstore.sources.registry import ItemState, PollRecord, Registry, Source
+from vectorstore.sources.registry import ItemState, PollRecord, Source, SourceRegistry
 
 log = logging.getLogger("newsdesk.sources")
 
@@ -95,7 +94,7 @@ def poller_id() -> str:
 class Poller:
     def __init__(
         self,
-        registry: Registry,
+        registry: SourceRegistry,
         fetcher: Fetcher,
         index: IndexFn,
         config: SourcesConfig,
@@ -300,7 +299,8 @@ class Poller:
                         else []
                     )
                     due = self.registry.next_due()
-                except sqlite3.Error as exc:  # a locked or unreadable registry: try again
+                # A locked SQLite file or an unreachable Redis: try again.
+                except self.registry.errors as exc:
                     log.warning("sources registry: %s", exc)
                     stop.wait(idle_seconds)
                     continue

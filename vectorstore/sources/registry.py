@@ -8,7 +8,8 @@ poll runs and released when it ends; a poller that dies simply stops renewing, t
 runs out, and the next poller takes the source up, skipping the items already stored (their
 ETags and content hashes are in ``items``). Several ``watch`` processes on one machine (or
 on several sharing the data dir over a filesystem with working locks) share the work this
-way with no coordinator.
+way with no coordinator. Machines without a shared filesystem share a Redis instead
+(``NEWSDESK_REDIS_URL``; vectorstore/sources/redis_registry.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vectorstore.sources.identity import canonical_url
 
@@ -171,7 +172,85 @@ class PollRecord:
         return asdict(self)
 
 
+def outcome_fields(record: PollRecord, now: float) -> dict[str, Any]:
+    """The fields a poll's outcome sets on its source (None clears one), shared by both
+    registries so they record a poll alike. The lease, ``next_poll_at``, ``polls`` and a
+    failure's ``failures + 1`` are each registry's to write."""
+    changes: dict[str, Any] = {"last_polled_at": now}
+    if record.kind:
+        changes["kind"] = record.kind
+    if not record.ok:
+        changes |= {
+            "last_error": record.error,
+            "last_error_code": record.error_code,
+            "last_error_at": now,
+        }
+        return changes
+    changes |= {
+        "last_success_at": now,
+        "failures": 0,
+        "items_seen": record.items_seen,
+        "items_new": record.items_new,
+        "items_updated": record.items_updated,
+        "items_unchanged": record.items_unchanged,
+        "items_failed": record.items_failed,
+        "item_errors": json.dumps(record.item_errors[:20]),
+    }
+    if not record.not_modified:
+        changes |= {"etag": record.etag, "last_modified": record.last_modified}
+    if record.feed_title:
+        changes["feed_title"] = record.feed_title
+    if record.items_failed:
+        first = record.item_errors[0] if record.item_errors else {}
+        changes |= {
+            "last_error": f"{record.items_failed} item(s) failed; first: "
+            f"{first.get('reason', '?')}",
+            "last_error_code": "items_failed",
+            "last_error_at": now,
+        }
+    else:
+        # Errors of earlier polls stay readable (last_error_at says when) until a clean
+        # poll clears them.
+        changes |= {"last_error": None, "last_error_code": None}
+    return changes
+
+
+class SourceRegistry(Protocol):
+    """What the poller and the service need of a registry: ``Registry`` (SQLite, one
+    machine) and ``RedisRegistry`` (vectorstore/sources/redis_registry.py, several)."""
+
+    # Errors a passing outage raises; ``watch`` waits and tries again on these.
+    errors: tuple[type[Exception], ...]
+
+    def close(self) -> None: ...
+    def add(
+        self, url: str, name: str | None, every_seconds: float, now: float | None = None
+    ) -> Source: ...
+    def get(self, sid: str) -> Source | None: ...
+    def sources(self) -> list[Source]: ...
+    def remove(self, sid: str) -> bool: ...
+    def claim(
+        self, sid: str, owner: str, lease_seconds: float, *, due_only: bool = False
+    ) -> bool: ...
+    def claim_due(self, owner: str, lease_seconds: float, limit: int) -> list[Source]: ...
+    def renew(self, sid: str, owner: str, lease_seconds: float) -> bool: ...
+    def next_due(self) -> float | None: ...
+    def release(
+        self,
+        sid: str,
+        owner: str,
+        record: PollRecord,
+        next_poll_at: float,
+        now: float | None = None,
+    ) -> None: ...
+    def schedule_now(self, sid: str) -> None: ...
+    def items(self, sid: str) -> dict[str, ItemState]: ...
+    def save_items(self, sid: str, rows: list[dict[str, Any]]) -> None: ...
+
+
 class Registry:
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +258,9 @@ class Registry:
             # WAL: readers (``sources list``) never wait for a poller's write.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Nothing held open: a connection is made per call."""
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -295,64 +377,12 @@ class Registry:
         """Write the poll's outcome and free the lease (only if we still hold it: a poller
         whose lease was taken over must not overwrite the new holder's state)."""
         now = time.time() if now is None else now
-        sets = [
-            "lease_owner = NULL",
-            "lease_until = 0",
-            "next_poll_at = ?",
-            "last_polled_at = ?",
-            "polls = polls + 1",
-        ]
-        args: list[Any] = [next_poll_at, now]
-        if record.kind:
-            sets.append("kind = ?")
-            args.append(record.kind)
-        if record.ok:
-            sets += [
-                "last_success_at = ?",
-                "failures = 0",
-                "items_seen = ?",
-                "items_new = ?",
-                "items_updated = ?",
-                "items_unchanged = ?",
-                "items_failed = ?",
-                "item_errors = ?",
-            ]
-            args += [
-                now,
-                record.items_seen,
-                record.items_new,
-                record.items_updated,
-                record.items_unchanged,
-                record.items_failed,
-                json.dumps(record.item_errors[:20]),
-            ]
-            if not record.not_modified:
-                sets += ["etag = ?", "last_modified = ?"]
-                args += [record.etag, record.last_modified]
-            if record.feed_title:
-                sets.append("feed_title = ?")
-                args.append(record.feed_title)
-            # Errors of earlier polls stay readable (last_error_at says when) until a
-            # clean poll clears them.
-            if not record.items_failed:
-                sets += ["last_error = NULL", "last_error_code = NULL"]
-        else:
-            sets += [
-                "last_error = ?",
-                "last_error_code = ?",
-                "last_error_at = ?",
-                "failures = failures + 1",
-            ]
-            args += [record.error, record.error_code, now]
-        if record.ok and record.items_failed:
-            sets += ["last_error = ?", "last_error_code = ?", "last_error_at = ?"]
-            first = record.item_errors[0] if record.item_errors else {}
-            args += [
-                f"{record.items_failed} item(s) failed; first: {first.get('reason', '?')}",
-                "items_failed",
-                now,
-            ]
-        args += [sid, owner]
+        changes = outcome_fields(record, now)
+        sets = ["lease_owner = NULL", "lease_until = 0", "next_poll_at = ?", "polls = polls + 1"]
+        sets += [f"{name} = ?" for name in changes]
+        if not record.ok:
+            sets.append("failures = failures + 1")
+        args: list[Any] = [next_poll_at, *changes.values(), sid, owner]
         with self._connect() as db:
             db.execute(
                 f"UPDATE sources SET {', '.join(sets)} WHERE id = ? AND lease_owner = ?", args
