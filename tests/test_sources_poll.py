@@ -414,9 +414,9 @@ class Died(BaseException):
     """A poller process killed mid-poll: nothing of it runs after this."""
 
 
-def test_a_poller_that_dies_is_resumed_after_its_lease_expires(
-    server: FeedServer, sources: Sources, make_newsdesk: Callable[..., Newsdesk]
-) -> None:
+def dying_poller(server: FeedServer, sources: Sources, lease_seconds: float) -> tuple:
+    """A feed of 20 stories and a poller that dies on its second batch, lease held:
+    (pages, source, poller)."""
     pages = [
         server.add(f"/s/{i}", body=article_html(f"S{i}", paragraphs(f"story {i}")), etag=f'"{i}"')
         for i in range(20)
@@ -435,8 +435,14 @@ def test_a_poller_that_dies_is_resumed_after_its_lease_expires(
             raise Died
         return sources.newsdesk.indexer.index(articles)
 
-    config = sources.config.__class__(**{**vars(sources.config), "lease_seconds": 5.0})
-    doomed = Poller(sources.registry, sources.fetcher, dies_on_second_batch, config)
+    config = sources.config.__class__(**{**vars(sources.config), "lease_seconds": lease_seconds})
+    return pages, source, Poller(sources.registry, sources.fetcher, dies_on_second_batch, config)
+
+
+def test_a_poller_that_dies_is_resumed_after_its_lease_expires(
+    server: FeedServer, sources: Sources, make_newsdesk: Callable[..., Newsdesk]
+) -> None:
+    pages, source, doomed = dying_poller(server, sources, 5.0)
     with pytest.raises(Died):
         doomed.poll(source.id)
     assert sources.get(source.id).lease_owner == doomed.owner  # never released

@@ -20,7 +20,7 @@ from service.sources import Sources
 from tests.chroma_server import free_port
 from tests.feed_server import FeedServer, article_html, rss
 from tests.redis_server import RedisServer, redis_binary
-from tests.test_sources_poll import FAST, Died, paragraphs, stored
+from tests.test_sources_poll import FAST, Died, dying_poller, paragraphs, stored
 from vectorstore.sources.poller import Poller, SourceBusy
 from vectorstore.sources.redis_registry import RedisRegistry
 from vectorstore.sources.registry import PollRecord, Registry, SourceRegistry
@@ -330,26 +330,7 @@ def test_racing_polls_of_one_source_fetch_it_once(
 def test_a_machine_that_dies_holding_a_lease_is_taken_over_by_another(
     server: FeedServer, sources: Sources, machine_b: Sources
 ) -> None:
-    pages = [
-        server.add(f"/s/{i}", body=article_html(f"S{i}", paragraphs(f"story {i}")), etag=f'"{i}"')
-        for i in range(20)
-    ]
-    server.add(
-        "/f",
-        body=rss("F", [{"title": f"S{i}", "link": server.url(f"/s/{i}")} for i in range(20)]),
-        content_type="application/rss+xml",
-    )
-    source = sources.add(server.url("/f"))
-    calls = {"n": 0}
-
-    def dies_on_second_batch(articles: list) -> object:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Died
-        return sources.newsdesk.indexer.index(articles)
-
-    config = sources.config.__class__(**{**vars(sources.config), "lease_seconds": 1.0})
-    doomed = Poller(sources.registry, sources.fetcher, dies_on_second_batch, config)
+    pages, source, doomed = dying_poller(server, sources, 1.0)
     with pytest.raises(Died):
         doomed.poll(source.id)
     assert machine_b.get(source.id).lease_owner == doomed.owner  # never released
