@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import ApiError, ErrorBody
-from service.sources import SourceAlreadyFollowed, SourcePollBusy, Sources
+from service.sources import SourceAlreadyFollowed, Sources
 
 router = APIRouter(tags=["sources"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429)}
@@ -143,8 +143,6 @@ async def poll_source(source_id: str, sources: SourcesDep) -> PollResult:
     """Poll now, whether due or not, and answer with what was found. 409 while another
     poller (`newsdesk watch`) is fetching it. A failed fetch is a 200 with `ok: false`:
     the request worked, the source did not."""
-    try:
-        outcome = await run_in_threadpool(sources.poll, source_id)
-    except SourcePollBusy as exc:
-        raise ApiError(409, "source_busy", str(exc), headers={"Retry-After": "30"}) from exc
+    # SourcePollBusy is a 409 source_busy with Retry-After, by the shared error table.
+    outcome = await run_in_threadpool(sources.poll, source_id)
     return PollResult.model_validate(outcome.to_json())
