@@ -229,3 +229,24 @@ def test_copies_count_once_in_a_summary_and_a_briefing(
     assert len(briefing.sources) == 1
     assert {briefing.sources[0].source, *briefing.sources[0].also_published_by} == outlets
     assert "also published by" in briefing_markdown(briefing)
+
+
+def test_an_outlets_own_modified_time_is_the_updated_at(newsdesk: Newsdesk) -> None:
+    """A page that says it was modified after publication says so from its first revision;
+    a changed text takes the outlet's time, not the time we noticed it."""
+    first = make_article(
+        TRAM.format(year=2027),
+        article_id="tram",
+        published_at="2024-05-01T08:00:00+00:00",
+        updated_at="2024-05-01T12:30:00+00:00",
+    )
+    newsdesk.indexer.index([first])
+    stored = newsdesk.store.get_article("tram")
+    assert stored is not None and stored.updated_at == "2024-05-01T12:30:00+00:00"
+    second = make_article(
+        TRAM.format(year=2028), article_id="tram", updated_at="2024-05-03T09:00:00+00:00"
+    )
+    newsdesk.indexer.index([second])
+    stored = newsdesk.store.get_article("tram")
+    assert stored is not None and stored.revision == 2
+    assert stored.updated_at == "2024-05-03T09:00:00+00:00"
