@@ -51,6 +51,8 @@ VERSION_CHARS = 16
 # Seconds of clock difference between writers allowed for when picking the chunks written
 # since the last check (the embedded store has one writing process, so this is generous).
 VERIFY_CLOCK_MARGIN = 60.0
+# Chunks checked at most per open: twice Chroma's hnsw:sync_threshold and then some.
+RESTORE_CHECK_NEWEST = 2500
 RESTORE_CHECK_BATCH = 100
 FINDABLE_ATTEMPTS = 3
 
@@ -801,7 +803,8 @@ class ChromaStore:
     def restore_missing_vectors(self) -> int:
         """Make every chunk written since the last check findable again (see
         ``_make_findable``); returns how many were not. Run when the embedded store is
-        opened, so the whole of the previous session's writes is checked, once.
+        opened, so the previous session's writes are checked, once (its newest
+        RESTORE_CHECK_NEWEST chunks, after a bulk load).
 
         Chroma 1.5's embedded store persists its HNSW index every ``hnsw:sync_threshold``
         (1000) additions; after SIGKILLs, bench/chaos.py found chunks whose records and
@@ -810,14 +813,20 @@ class ChromaStore:
         since = self._verified_until()
         checked_at = time.time()
         where = {"written_at": {"$gte": since - VERIFY_CLOCK_MARGIN}} if since else None
-        ids: list[str] = []
+        written: list[tuple[float, str]] = []
         offset = 0
         while True:
-            got = self.chunks.get(where=where, include=[], limit=5000, offset=offset)
+            got = self.chunks.get(where=where, include=["metadatas"], limit=5000, offset=offset)
             if not got["ids"]:
                 break
-            ids += got["ids"]
+            written += [
+                (float((m or {}).get("written_at", 0.0)), cid)
+                for cid, m in zip(got["ids"], got["metadatas"], strict=True)
+            ]
             offset += len(got["ids"])
+        # Only vectors added since the index was last persisted (every 1,000 additions) are
+        # at risk: after a bulk load the newest are checked, so an open stays seconds long.
+        ids = [cid for _, cid in sorted(written, reverse=True)[:RESTORE_CHECK_NEWEST]]
         restored = 0
         for i in range(0, len(ids), RESTORE_CHECK_BATCH):
             got = self.chunks.get(
