@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from tests.chroma_server import free_port
+from tests.chroma_server import free_port, stop_process
 
 
 def redis_binary() -> str | None:
@@ -73,11 +73,5 @@ class RedisServer:
             client.flushall()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
