@@ -11,7 +11,7 @@ from collections.abc import Collection, Container, Sequence
 from service.context import Newsdesk
 from service.errors import InvalidRequest, NothingIngested, UnknownArticle
 from service.requests import Filters
-from service.stories import one_per_story
+from service.syndicated import one_per_copy_group
 from vectorstore.retrieve import match_sources, outlet_key
 from vectorstore.store import ArticleFilter, StoredArticle
 
@@ -102,4 +102,4 @@ def select_articles(
     # Syndicated copies of one story are one source: the first found stands for them all,
     # so the limit buys distinct stories.
     found = newsdesk.store.get_articles(order[: limit * COPIES_READ])
-    return one_per_story(found[a] for a in order[: limit * COPIES_READ] if a in found)[:limit]
+    return one_per_copy_group(found[a] for a in order[: limit * COPIES_READ] if a in found)[:limit]

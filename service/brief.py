@@ -16,7 +16,7 @@ from service.engines.results import briefing_result
 from service.errors import NothingFound
 from service.models import Briefing, Usage
 from service.requests import BriefingBody, Filters
-from service.stories import note_copies
+from service.syndicated import note_copies
 from service.verify import CitationLedger
 
 

@@ -15,7 +15,7 @@ from service.engines.results import summary_result
 from service.errors import NothingFound
 from service.models import Summary, Usage
 from service.requests import SummaryBody
-from service.stories import note_copies
+from service.syndicated import note_copies
 from service.verify import CitationLedger
 
 # Points a summary makes at most, as the first version set it.

@@ -1,4 +1,4 @@
-"""Syndicated copies count once: one article per story in what is cited and balanced, the
+"""Syndicated copies count once: one article per copy group in what is cited and balanced, the
 other outlets that ran the same text listed beside it ("also published by")."""
 
 from __future__ import annotations
@@ -13,26 +13,26 @@ from vectorstore.store import StoredArticle
 R = TypeVar("R", Summary, Briefing)
 
 
-def story_of(article: StoredArticle) -> str:
+def copy_group(article: StoredArticle) -> str:
     """Copies share their group's id (the first stored copy); other articles are their own."""
     return article.syndication_group or article.id
 
 
-def one_per_story(articles: Iterable[StoredArticle]) -> list[StoredArticle]:
+def one_per_copy_group(articles: Iterable[StoredArticle]) -> list[StoredArticle]:
     """The first article of each story, in order: five outlets' copies of one wire story
     are one source, not five."""
     seen: set[str] = set()
     out: list[StoredArticle] = []
     for article in articles:
-        if story_of(article) not in seen:
-            seen.add(story_of(article))
+        if copy_group(article) not in seen:
+            seen.add(copy_group(article))
             out.append(article)
     return out
 
 
 def other_outlets(newsdesk: Newsdesk, articles: Sequence[StoredArticle]) -> dict[str, list[str]]:
     """For each article, the outlets of the other stored copies of its story."""
-    groups = {a.id: story_of(a) for a in articles}
+    groups = {a.id: copy_group(a) for a in articles}
     members = newsdesk.store.syndicated_copies(list(set(groups.values())))
     copies = newsdesk.store.article_meta([m for ms in members.values() for m in ms])
     out: dict[str, list[str]] = {}
