@@ -146,22 +146,7 @@ class IngestJobs:
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)  # a full disk: nothing was acknowledged
             raise
-        errors = [{"origin": i.origin, "reason": i.reason} for i in items if isinstance(i, Failure)]
-        progress = IngestProgress(articles_total=len(items))
-        state = {
-            "id": job_id,
-            "state": "queued",
-            "name": name,
-            "created_at": _now(),
-            "started_at": None,
-            "finished_at": None,
-            "attempts": 0,
-            "message": None,
-            **progress.to_json(),
-            "errors": errors,
-            "warnings": [],
-            "article_ids": [],
-        }
+        state = new_job_state(job_id, name, items)
         self._save(state)
         _fsync_dir(folder)
         _fsync_dir(self.root)
@@ -275,24 +260,66 @@ class IngestJobs:
         if not inputs:
             raise StoreError("the job's upload is missing from the data dir")
         items = read_upload(inputs[0], state["name"])
-        last: dict[str, Any] = {"saved": 0.0, "counts": None}
-        seen: list[IngestProgress] = []
 
-        def on_progress(progress: IngestProgress) -> None:
-            if not seen:
-                seen.append(progress)
+        def check() -> None:
             if self._stop.is_set():
                 raise _Stopped
-            # Every slice embedded and batch written is saved; records read (which come
-            # fast) at most every SAVE_INTERVAL_SECONDS.
-            counts = (progress.articles_done, progress.chunks_embedded, progress.chunks_written)
-            now = time.monotonic()
-            if counts == last["counts"] and now - last["saved"] < SAVE_INTERVAL_SECONDS:
-                return
-            state.update(progress.to_json())
-            self._save(state, durable=False)
-            last.update(saved=now, counts=counts)
 
-        report = self._newsdesk().indexer.index(items, on_progress=on_progress)
-        state.update(seen[0].to_json())
-        return report
+        def save(current: dict[str, Any]) -> None:
+            self._save(current, durable=False)
+
+        return index_with_progress(self._newsdesk(), items, state, save, check=check)
+
+
+def new_job_state(job_id: str, name: str, items: list[Article | Failure]) -> dict[str, Any]:
+    """A job as acknowledged: queued, with the upload's refused records already listed."""
+    errors = [{"origin": i.origin, "reason": i.reason} for i in items if isinstance(i, Failure)]
+    progress = IngestProgress(articles_total=len(items))
+    return {
+        "id": job_id,
+        "state": "queued",
+        "name": name,
+        "created_at": _now(),
+        "started_at": None,
+        "finished_at": None,
+        "attempts": 0,
+        "message": None,
+        **progress.to_json(),
+        "errors": errors,
+        "warnings": [],
+        "article_ids": [],
+    }
+
+
+def index_with_progress(
+    newsdesk: Newsdesk,
+    items: list[Article | Failure],
+    state: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+    *,
+    check: Callable[[], None] | None = None,
+) -> IngestReport:
+    """Index the upload, handing ``save`` the job's state as it progresses; ``check`` runs
+    at every step and may raise to stop the run. The state ends with the progress as of
+    the run's end."""
+    last: dict[str, Any] = {"saved": 0.0, "counts": None}
+    seen: list[IngestProgress] = []
+
+    def on_progress(progress: IngestProgress) -> None:
+        if not seen:
+            seen.append(progress)
+        if check is not None:
+            check()
+        # Every slice embedded and batch written is saved; records read (which come
+        # fast) at most every SAVE_INTERVAL_SECONDS.
+        counts = (progress.articles_done, progress.chunks_embedded, progress.chunks_written)
+        now = time.monotonic()
+        if counts == last["counts"] and now - last["saved"] < SAVE_INTERVAL_SECONDS:
+            return
+        state.update(progress.to_json())
+        save(state)
+        last.update(saved=now, counts=counts)
+
+    report = newsdesk.indexer.index(items, on_progress=on_progress)
+    state.update(seen[0].to_json())
+    return report

@@ -330,7 +330,7 @@ def test_racing_polls_of_one_source_fetch_it_once(
 def test_a_machine_that_dies_holding_a_lease_is_taken_over_by_another(
     server: FeedServer, sources: Sources, machine_b: Sources
 ) -> None:
-    pages, source, doomed = dying_poller(server, sources, 1.0)
+    pages, source, doomed = dying_poller(server, sources, 5.0)
     with pytest.raises(Died):
         doomed.poll(source.id)
     assert machine_b.get(source.id).lease_owner == doomed.owner  # never released

@@ -120,6 +120,17 @@ class Poller:
         assert source is not None
         return self._run(source)
 
+    def run_leased(self, sid: str) -> PollOutcome | None:
+        """Poll a source whose lease was taken for this poller's owner by someone else (a
+        watcher that queued the poll for a worker). None, and nothing fetched, when that
+        lease has run out meanwhile: another poll of the source may be under way."""
+        if not self.registry.renew(sid, self.owner, self.config.lease_seconds):
+            return None
+        source = self.registry.get(sid)
+        if source is None:
+            return None
+        return self._run(source)
+
     def _run(self, source: Source) -> PollOutcome:
         """Poll a source whose lease we hold, then release it with the outcome."""
         times = StageTimes()
