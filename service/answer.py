@@ -13,6 +13,7 @@ from service.engines.results import REFUSAL
 from service.models import Answer, Usage
 from service.passages import passages_from_hits
 from service.requests import AskBody
+from service.stories import story_scope
 from vectorstore.retrieve import Hit, mentioned_days
 from vectorstore.store import ArticleFilter
 
@@ -31,7 +32,9 @@ class AnswerService:
 
     def _job(self, q: AskBody) -> tuple[AnswerJob | None, str, Usage]:
         filters = resolve_filters(self.nd, q.filters)
-        standalone, context, usage = condense(self.nd.llm, q.question, q.history)
+        # "What do outlets say about story story-ab12?" is answered from that story.
+        question, filters = story_scope(self.nd, q.question, filters)
+        standalone, context, usage = condense(self.nd.llm, question, q.history)
         top_k = q.top_k or self.nd.settings.top_k
         hits = self.nd.retriever.search(standalone, top_k=top_k, filters=filters)
         hits += self._dated_hits(standalone, filters, {h.chunk.id for h in hits})
@@ -39,7 +42,7 @@ class AnswerService:
         passages = passages_from_hits(hits, articles, self.nd.engine.passage_budget(standalone))
         if not passages:
             return None, standalone, usage
-        return AnswerJob(q.question, standalone, context, passages), standalone, usage
+        return AnswerJob(question, standalone, context, passages), standalone, usage
 
     def _dated_hits(
         self, question: str, filters: ArticleFilter | None, seen: set[str]

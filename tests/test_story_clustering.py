@@ -1,0 +1,299 @@
+"""Articles are grouped into stories as they are written: one event across outlets is one
+story with a stable id; merges keep the older id and splits are recorded."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from service.context import Newsdesk
+from service.settings import Settings
+from vectorstore.ingest import make_article, published_timestamp
+
+# Two outlets' own reports of one event, in their own words.
+LANDSLIDE_AP = (
+    "Rescue teams in Montara province worked through the night after a landslide buried a "
+    "stretch of the Coastal Highway on Tuesday, officials said. At least twelve vehicles were "
+    "caught, and Governor Elena Ruiz said search dogs and heavy machinery had been sent from "
+    "the capital. Residents of two nearby villages were moved to a school gymnasium as rain "
+    "continued to fall, and forecasters warned that more slides were possible."
+)
+LANDSLIDE_REUTERS = (
+    "A landslide closed the Coastal Highway in Montara on Tuesday night and trapped about a "
+    "dozen cars, according to Governor Elena Ruiz, who dispatched search dogs and excavators. "
+    "Villagers spent the night in a school while rain kept falling over Montara; more slides "
+    "may follow, meteorologists cautioned, and engineers must check the hillside first."
+)
+# Another event of the same days.
+BUDGET = (
+    "The parliament of Velmar approved Finance Minister Otto Grant's budget on Wednesday by "
+    "a narrow margin, after opposition parties walked out of the chamber in protest at a "
+    "planned rise in fuel duty. Grant said the budget would cut the deficit to three percent "
+    "within two years, while the opposition leader called it a tax on commuters."
+)
+WIRE = (
+    "Rescue teams in the mountain province worked through the night after a landslide buried "
+    "a stretch of highway on Tuesday, officials said. At least twelve vehicles were caught, "
+    "and the regional governor said search dogs and heavy machinery had been sent from the "
+    "capital. Residents of two nearby villages were moved to a school gymnasium as rain "
+    "continued to fall, and forecasters warned that more slides were possible through "
+    "Thursday. The highway, the main route between the coast and the interior, will stay "
+    "closed until engineers have inspected the slope, a transport ministry spokesman said."
+)
+
+# For the mechanics (merges, filters, threads) the hashing embedder and explicit constants
+# make the similarities exact: texts sharing words are near, texts sharing none are not.
+MECHANICS = {
+    "story_join_threshold": 0.5,
+    "story_merge_threshold": 0.6,
+    "story_term_weight": 0.0,
+    "story_min_chars": 0,
+}
+ALPHA = "alpha bravo charlie delta echo foxtrot golf hotel india juliet"
+KILO = "kilo lima mike november oscar papa quebec romeo sierra tango"
+UNIFORM = "uniform victor whiskey xray yankee zulu amber basalt cobalt dune"
+
+
+def _index(nd: Newsdesk, text: str, aid: str, source: str | None, when: str | None) -> None:
+    nd.indexer.index([make_article(text, article_id=aid, source=source, published_at=when)])
+
+
+@pytest.mark.model
+def test_reports_of_one_event_share_a_story_and_another_event_does_not(
+    make_newsdesk: Callable[..., Newsdesk], real_embedder: object
+) -> None:
+    nd = make_newsdesk(real_embedder)
+    _index(nd, LANDSLIDE_AP, "ap", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, BUDGET, "budget", "AP", "2026-03-04T09:00:00Z")
+    _index(nd, LANDSLIDE_REUTERS, "reuters", "Reuters", "2026-03-03T20:00:00Z")
+    got = nd.store.story_ids_of(["ap", "reuters", "budget"])
+    assert got["ap"] == got["reuters"]
+    assert got["budget"] != got["ap"]
+    story = nd.store.get_story(got["ap"])
+    assert story is not None
+    assert story.article_ids == ("ap", "reuters")  # oldest first
+    assert story.outlets == ("AP", "Reuters")
+    assert story.first_seen == "2026-03-03T08:00:00+00:00"
+    assert story.last_seen == "2026-03-03T20:00:00+00:00"
+
+
+@pytest.mark.model
+def test_the_same_event_reported_weeks_apart_is_two_stories(
+    make_newsdesk: Callable[..., Newsdesk], real_embedder: object, settings: Settings
+) -> None:
+    nd = make_newsdesk(real_embedder)
+    _index(nd, LANDSLIDE_AP, "march", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, LANDSLIDE_REUTERS, "april", "Reuters", "2026-04-10T08:00:00Z")
+    got = nd.store.story_ids_of(["march", "april"])
+    assert got["march"] != got["april"]
+    # The same two reports a day apart are one story: it is the time that separates them.
+    other = Newsdesk(
+        settings.model_copy(update={"data_dir": settings.data_dir / "other"}),
+        embedder=real_embedder,  # type: ignore[arg-type]
+    )
+    _index(other, LANDSLIDE_AP, "march", "AP", "2026-03-03T08:00:00Z")
+    _index(other, LANDSLIDE_REUTERS, "april", "Reuters", "2026-03-04T08:00:00Z")
+    got = other.store.story_ids_of(["march", "april"])
+    assert got["march"] == got["april"]
+
+
+def test_a_syndicated_copy_joins_its_originals_story_whatever_the_threshold(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    # A join threshold nothing reaches: only the copy rule can put two articles together.
+    nd = make_newsdesk(story_join_threshold=5.0, story_merge_threshold=5.0)
+    _index(nd, WIRE, "wire", "Wire", "2026-03-03T08:00:00Z")
+    copy = "Herald | Latest news. " + WIRE.replace("twelve", "TWELVE") + " Copyright Herald."
+    _index(nd, copy, "herald", "Herald", "2026-03-03T09:00:00Z")
+    _index(nd, BUDGET, "budget", "Herald", "2026-03-03T09:00:00Z")
+    assert nd.store.get_article("herald").syndication_group == "wire"  # type: ignore[union-attr]
+    got = nd.store.story_ids_of(["wire", "herald", "budget"])
+    assert got["herald"] == got["wire"] != got["budget"]
+
+
+def test_a_story_keeps_its_id_as_it_grows(make_newsdesk: Callable[..., Newsdesk]) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    first = nd.store.story_ids_of(["a1"])["a1"]
+    assert first.startswith("story-")
+    for i, when in enumerate(["2026-03-03T10:00:00Z", "2026-03-04T08:00:00Z"], start=2):
+        _index(nd, ALPHA + f" update{i}", f"a{i}", "Reuters", when)
+        assert nd.store.story_ids_of([f"a{i}"])[f"a{i}"] == first
+    story = nd.store.get_story(first)
+    assert story is not None and story.id == first
+    assert story.article_ids == ("a1", "a2", "a3") and story.aliases == ()
+
+
+def test_an_article_linking_two_stories_merges_them_into_the_older(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "alpha", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, KILO, "kilo", "Reuters", "2026-03-03T09:00:00Z")
+    older, younger = nd.store.story_ids_of(["alpha", "kilo"]).values()
+    assert older != younger
+    _index(nd, f"{ALPHA} {KILO}", "both", "AFP", "2026-03-03T10:00:00Z")
+    assert set(nd.store.story_ids_of(["alpha", "kilo", "both"]).values()) == {older}
+    story = nd.store.get_story(younger)  # the alias finds the story it became
+    assert story is not None and story.id == older
+    assert story.aliases == (younger,)
+    assert sorted(story.article_ids) == ["alpha", "both", "kilo"]
+    assert [(e.kind, e.story_ids) for e in story.events] == [("merge", (older, younger))]
+    assert [s.id for s in nd.store.list_stories()] == [older]
+
+
+def test_a_split_is_recorded_on_both_stories(make_newsdesk: Callable[..., Newsdesk]) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    for i in range(3):
+        _index(nd, ALPHA + f" part{i}", f"a{i}", "AP", f"2026-03-03T0{i}:00:00Z")
+    sid = nd.store.story_ids_of(["a0"])["a0"]
+    new = nd.store.split_story(sid, ["a2"])
+    assert new.id != sid and new.article_ids == ("a2",)
+    old = nd.store.get_story(sid)
+    assert old is not None and old.article_ids == ("a0", "a1")
+    for story in (old, new):
+        assert [(e.kind, e.story_ids, e.article_ids) for e in story.events] == [
+            ("split", (sid, new.id), ("a2",))
+        ]
+    assert nd.store.story_ids_of(["a2"]) == {"a2": new.id}
+    # A later report close to both does not undo the split by hand.
+    _index(nd, ALPHA + " part9", "a9", "AP", "2026-03-03T05:00:00Z")
+    assert len({nd.store.story_ids_of(["a0", "a2", "a9"])[a] for a in ("a0", "a2")}) == 2
+    with pytest.raises(KeyError):
+        nd.store.split_story("story-unknown", ["a0"])
+    with pytest.raises(ValueError):
+        nd.store.split_story(sid, ["not-a-member"])
+    with pytest.raises(ValueError):
+        nd.store.split_story(sid, list(nd.store.get_story(sid).article_ids))  # type: ignore[union-attr]
+
+
+def test_list_stories_filters_and_orders_by_latest_development(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "a-ap", "AP", "2026-03-01T08:00:00Z")
+    _index(nd, ALPHA + " more", "a-bbc", "BBC News", "2026-03-02T08:00:00Z")
+    _index(nd, KILO, "k-ap", "AP", "2026-03-05T08:00:00Z")
+    _index(nd, UNIFORM, "u-none", None, "2026-03-03T08:00:00Z")
+    ids = nd.store.story_ids_of(["a-ap", "k-ap", "u-none"])
+    a, k, u = ids["a-ap"], ids["k-ap"], ids["u-none"]
+    assert [s.id for s in nd.store.list_stories()] == [k, u, a]
+    assert [s.id for s in nd.store.list_stories(limit=2)] == [k, u]
+    assert [s.id for s in nd.store.list_stories(min_outlets=2)] == [a]
+    assert [s.id for s in nd.store.list_stories(outlets=["bbc  news"])] == [a]
+    assert [s.id for s in nd.store.list_stories(outlets=["AP"])] == [k, a]
+    day = 86400.0
+    march3 = float(published_timestamp("2026-03-03T00:00:00Z") or 0)
+    assert [s.id for s in nd.store.list_stories(since_ts=march3)] == [k, u]
+    assert [s.id for s in nd.store.list_stories(until_ts=march3)] == [a]
+    # A story overlapping the range counts, though it started before it.
+    assert [s.id for s in nd.store.list_stories(since_ts=march3 - day, until_ts=march3)] == [a]
+    assert [s.id for s in nd.store.list_stories(ids=[u, a])] == [u, a]
+    assert nd.store.get_story(u).outlets == ()  # type: ignore[union-attr]
+
+
+def test_revisions_keep_their_story_unless_the_text_moved(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, ALPHA + " extra", "a2", "AP", "2026-03-03T09:00:00Z")
+    _index(nd, KILO, "k1", "AP", "2026-03-03T09:00:00Z")
+    sid = nd.store.story_ids_of(["a2"])["a2"]
+    _index(nd, ALPHA + " corrected", "a2", "AP", "2026-03-03T09:00:00Z")
+    assert nd.store.story_ids_of(["a2"])["a2"] == sid
+    # Nearer now to the other story, but still close enough to its own: it stays.
+    _index(nd, f"{ALPHA} {KILO} lima mike november", "a2", "AP", "2026-03-03T09:00:00Z")
+    assert nd.store.story_ids_of(["a2", "k1"]) == {
+        "a2": sid,
+        "k1": nd.store.story_ids_of(["k1"])["k1"],
+    }
+    assert nd.store.story_ids_of(["k1"])["k1"] != sid
+    _index(nd, KILO, "a2", "AP", "2026-03-03T09:00:00Z")  # now about something else
+    assert nd.store.story_ids_of(["a2"])["a2"] != sid
+    assert nd.store.get_story(sid).article_ids == ("a1",)  # type: ignore[union-attr]
+    assert nd.store.delete_article("a1")
+    assert nd.store.get_story(sid) is None
+    # a2 now reports k1's event.
+    assert [s.article_ids for s in nd.store.list_stories()] == [("a2", "k1")]
+
+
+def test_concurrent_writers_converge(make_newsdesk: Callable[..., Newsdesk]) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    rng = random.Random(5)
+    events = {"alpha": ALPHA.split(), "kilo": KILO.split()}
+    jobs = []
+    for name, words in events.items():
+        for i in range(4):
+            text = " ".join(rng.sample(words, 8)) + f" {name}{i}"
+            jobs.append((text, f"{name}-{i}"))
+    rng.shuffle(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def write(text: str, aid: str) -> None:
+        barrier.wait()
+        _index(nd, text, aid, aid.split("-")[0], "2026-03-03T08:00:00Z")
+
+    threads = [threading.Thread(target=write, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = nd.store.story_ids_of([aid for _, aid in jobs])
+    assert len(got) == len(jobs)  # every article has a story
+    for name in events:
+        assert len({got[f"{name}-{i}"] for i in range(4)}) == 1
+    assert got["alpha-0"] != got["kilo-0"]
+    listed = nd.store.list_stories()
+    assert sorted(len(s.article_ids) for s in listed) == [4, 4]
+    for story in listed:
+        assert nd.store.get_story(story.id) == story
+
+
+def test_two_writers_that_miss_each_other_still_end_in_one_story(
+    make_newsdesk: Callable[..., Newsdesk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst interleaving, forced: writer A looks for neighbours before B's report is
+    stored, then waits while B stores and places its report; each starts a story."""
+    nd = make_newsdesk(**MECHANICS)
+    store = nd.store
+    looked, b_done = threading.Event(), threading.Event()
+    original = store._story_neighbours
+
+    def neighbours_then_wait(*args: object) -> list:
+        found = original(*args)  # type: ignore[arg-type]
+        if args[-1] == "a" and not looked.is_set():
+            looked.set()
+            assert b_done.wait(60)
+        return found
+
+    monkeypatch.setattr(store, "_story_neighbours", neighbours_then_wait)
+    writer = threading.Thread(target=_index, args=(nd, ALPHA, "a", "AP", "2026-03-03T08:00:00Z"))
+    writer.start()
+    assert looked.wait(60)
+    _index(nd, ALPHA + " more", "b", "Reuters", "2026-03-03T08:30:00Z")
+    b_done.set()
+    writer.join()
+    got = store.story_ids_of(["a", "b"])
+    assert got["a"] == got["b"]
+    story = store.get_story(got["a"])
+    assert story is not None and [e.kind for e in story.events] == ["merge"]
+
+
+def test_a_text_too_short_to_place_is_a_story_of_its_own(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**{**MECHANICS, "story_min_chars": 300})
+    boilerplate = "Tweet with a location. You can add location information to your Tweets."
+    long_alpha = " ".join([ALPHA] * 6)
+    _index(nd, long_alpha, "long", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, long_alpha + " more", "long2", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, boilerplate, "t1", "X", "2026-03-03T08:00:00Z")
+    _index(nd, boilerplate, "t2", "Y", "2026-03-03T08:00:00Z")
+    _index(nd, ALPHA, "short-alpha", "Z", "2026-03-03T08:00:00Z")
+    got = nd.store.story_ids_of(["long", "long2", "t1", "t2", "short-alpha"])
+    assert got["long"] == got["long2"]
+    assert len({got["long"], got["t1"], got["t2"], got["short-alpha"]}) == 4
