@@ -47,6 +47,10 @@ def test_the_wheel_installed_in_a_fresh_venv_ingests_and_answers(tmp_path: Path)
     )
     where = run([str(python), "-c", "import service, prompts; print(service.__file__)"], tmp_path)
     assert where.strip().startswith(str(site)), where
+    # The reader pages' templates and static files ship as package data.
+    web = site / "service" / "web"
+    for name in ("templates/base.html", "templates/read.html", "static/style.css", "static/ask.js"):
+        assert (web / name).is_file(), name
 
     env = child_env(NEWSDESK_DATA_DIR=str(tmp_path / "data"))
     newsdesk = str(venv / "bin" / "newsdesk")
