@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test lint serve bench soak chaos clean
+.PHONY: install demo test lint serve bench bench-scale soak chaos clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,14 +22,17 @@ $(STAMP): pyproject.toml | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# System packages pip cannot install (redis-server, for the Redis registry's tests); one
-# line and on, never a failure, where it cannot install them (not root, no apt).
+# System packages pip cannot install (redis-server for the Redis registry's tests, chromium
+# for the reader pages' browser tests); one line and on, never a failure, where it cannot
+# install them (not root, no apt).
 install: $(STAMP)
 	@bash scripts/system-deps.sh
 
+# Ends with the URL of the briefing's reader page (saved under data/briefings/).
 demo: install
 	$(CLI) ingest seeds/
-	$(CLI) brief --topic "the fighting in the Kursk region"
+	$(CLI) brief --topic "the fighting in the Kursk region" --save
+	@echo "Run 'make serve' and open that URL to read the briefing with clickable citations."
 
 # Lint first: CI runs exactly this target, so style drift fails CI like a failing test.
 test: lint
@@ -44,6 +47,11 @@ serve: install
 
 bench: install
 	$(PY) -m bench.run_all
+
+# Not part of bench: synthetic 10k and 100k chunks on a Chroma server take 10+ minutes
+# (python -m bench.scale --sizes 10000 100000 1000000 for 1M).
+bench-scale: install
+	$(PY) -m bench.scale
 
 # Not part of bench: 5,000 requests at 32 clients take several minutes.
 soak: install

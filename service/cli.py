@@ -24,12 +24,16 @@ from service.errors import REPORTED, InvalidRequest, LLMError
 from service.remote_ingest import RemoteIngestError, ingest_through_api
 from service.requests import (
     MAX_SEARCH_TOP_K,
+    MAX_STORIES,
     MAX_SUMMARY_WORDS,
     MAX_TOP_K,
     MIN_SUMMARY_WORDS,
     AskBody,
     BriefingBody,
     SearchBody,
+    StoriesQuery,
+    StoryBriefingBody,
+    StorySummaryBody,
     SummaryBody,
     parse_request,
 )
@@ -486,15 +490,28 @@ def brief(
     as_of: Annotated[str | None, typer.Option(help="Only articles published by then.")] = None,
     audience: Annotated[str | None, typer.Option(help="Who it is for.")] = None,
     as_json: JsonFlag = False,
+    save: Annotated[
+        bool,
+        typer.Option(
+            "--save",
+            help="Also keep it under <data dir>/briefings/ and print its reader page's URL.",
+        ),
+    ] = False,
 ) -> None:
     """A briefing: bottom line, developments, perspectives, differences, open questions."""
     from service.brief import BriefingService
     from service.render import briefing_markdown
+    from service.web.saved import BriefingStore
 
     req = _request(BriefingBody, topic=topic, as_of=_date(as_of), audience=audience)
     newsdesk = _newsdesk()
     result = _reported(lambda: BriefingService(newsdesk).brief(req))
     _print_result(result, briefing_markdown, as_json)
+    if save:
+        saved = BriefingStore(newsdesk.settings.data_dir / "briefings").save(result)
+        base = (newsdesk.settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+        # On stderr with --json, so stdout stays one JSON document.
+        (sys.stderr if as_json else sys.stdout).write(f"Saved: {base}/briefings/{saved.id}\n")
 
 
 @app.command()
@@ -589,6 +606,253 @@ def slack_socket_mode() -> None:
         _fail(f"Slack refused the Socket Mode connection ({settings.slack_api_url}): {error}")
     except KeyboardInterrupt:
         pass
+
+
+# ---- stories (service/stories.py) ----------------------------------------------------------
+
+
+def _when_option(option: str, value: str | None) -> str | None:
+    """A --since/--until value as the request model takes it: a time ago as typed, a date
+    read as ingest reads one; anything else is the one line this option's error gives."""
+    from service.requests import RELATIVE_TIME_PATTERN, iso_or_none, matches
+
+    if value is None or matches(RELATIVE_TIME_PATTERN, value):
+        return value
+    iso = _date(value)
+    if iso is None or iso_or_none(iso) is None:
+        _fail(f"{option} must be an ISO 8601 date or a time ago such as 24h or 7d, got '{value}'")
+    return iso
+
+
+def _cells(*values: object) -> list[Any]:
+    from rich.text import Text
+
+    # Text, not str: rich would read "[...]" in a title or outlet as its own markup.
+    return [Text("" if v is None else str(v)) for v in values]
+
+
+@app.command("stories")
+def list_stories(
+    since: Annotated[
+        str | None, typer.Option(help="Seen since: a time ago (90m, 24h, 7d, 2w) or a date.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Begun by then (a date: by its end), or a time ago.")
+    ] = None,
+    outlets: Annotated[
+        list[str] | None,
+        typer.Option("--outlet", metavar="NAME", help="Covered by this outlet (any case)."),
+    ] = None,
+    min_outlets: Annotated[
+        int, typer.Option("--min-outlets", min=1, help="Covered by at least this many outlets.")
+    ] = 1,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", "-q", help="Only stories with articles matching this text."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_STORIES)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stories (one event, several outlets), the most recently seen first."""
+    from rich.table import Table
+
+    from service.stories import StoryService
+
+    req = _request(
+        StoriesQuery,
+        since=_when_option("--since", since),
+        until=_when_option("--until", until),
+        outlets=outlets or None,
+        min_outlets=min_outlets,
+        q=query,
+        limit=limit,
+    )
+    newsdesk = _newsdesk()
+    result = _reported(lambda: StoryService(newsdesk).list(req))
+    if as_json:
+        _print_json(result.model_dump())
+        return
+    if not result.stories:
+        out.print("no stories match (is anything ingested?)")
+        return
+    table = Table()
+    # The id is what `newsdesk story` takes: never wrapped, so it can be copied whole.
+    table.add_column("story", no_wrap=True)
+    table.add_column("last seen", no_wrap=True)
+    table.add_column("outlets")
+    table.add_column("title")
+    for s in result.stories:
+        names = f" ({', '.join(s.outlets)})" if s.outlets else ""
+        table.add_row(
+            *_cells(
+                s.id,
+                _minutes(s.last_seen),
+                f"{s.outlets_count}{names}",
+                f"{s.title} · {s.articles} article{'' if s.articles == 1 else 's'}",
+            )
+        )
+    out.print(table)
+
+
+def _minutes(when: str | None) -> str:
+    """An ISO date-time as a table shows it: to the minute (the JSON has it whole)."""
+    return when.replace("T", " ")[:16] if when else "undated"
+
+
+def _print_story(detail: Any) -> None:
+    from rich.table import Table
+
+    from service.coverage import UNKNOWN_OUTLET
+    from service.render import sources_block
+
+    out.print(*_cells(detail.title), style="bold")
+    aliases = f" (also known as {', '.join(detail.aliases)})" if detail.aliases else ""
+    out.print(
+        *_cells(
+            f"{detail.id}{aliases} · {detail.outlets_count} outlets · {detail.articles} "
+            f"articles · first seen {detail.first_seen or 'undated'} · last seen "
+            f"{detail.last_seen or 'undated'}"
+        )
+    )
+    articles = Table("outlet", "article", "title", "published", title="Articles by outlet")
+    for group in detail.by_outlet:
+        for a in group.articles:
+            copy = f" (copy of {a.copy_of})" if a.copy_of else ""
+            articles.add_row(
+                *_cells(
+                    group.outlet or UNKNOWN_OUTLET,
+                    a.article_id + copy,
+                    a.title,
+                    _minutes(a.published_at),
+                )
+            )
+    out.print(articles)
+    timeline = Table("first appeared", "outlet", "lead", title="Timeline")
+    for t in detail.timeline:
+        also = f" (also {', '.join(t.also_published_by)})" if t.also_published_by else ""
+        marks = "".join(f"[{n}]" for n in t.citations)
+        timeline.add_row(
+            *_cells(
+                _minutes(t.date),
+                (t.source or UNKNOWN_OUTLET) + also,
+                f"{t.text} {marks}" if t.text else "(no sentence to quote)",
+            )
+        )
+    out.print(timeline)
+    coverage = Table(
+        "outlet",
+        "articles",
+        "first covered",
+        "quoted",
+        "attributed",
+        "own voice",
+        "loaded, own voice",
+        "loaded, quoted/attributed",
+        title="Coverage and framing (shares of characters)",
+    )
+    for row in detail.coverage.outlets:
+        quoted = {**row.loaded_terms_quoted}
+        for term, n in row.loaded_terms_attributed.items():
+            quoted[term] = quoted.get(term, 0) + n
+        coverage.add_row(
+            *_cells(
+                row.outlet or UNKNOWN_OUTLET,
+                len(row.articles)
+                if not row.copies
+                else f"{len(row.articles)} ({row.copies} syndicated)",
+                _minutes(row.first_covered),
+                f"{row.quoted_share:.0%}",
+                f"{row.attributed_share:.0%}",
+                f"{row.own_voice_share:.0%}",
+                ", ".join(row.loaded_terms_own_voice) or "–",
+                ", ".join(sorted(quoted)) or "–",
+            )
+        )
+    out.print(coverage)
+    _print_text("\n".join(sources_block(detail.citations)).strip())
+
+
+@app.command("story")
+def story(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID | split ID ARTICLE...",
+            help="A story's id (or an alias of it); or `split ID ARTICLE...` to move those "
+            "articles out of the story into a new one.",
+            show_default=False,
+        ),
+    ],
+    summary: Annotated[
+        bool, typer.Option("--summary", help="Its neutral summary, with where sources differ.")
+    ] = False,
+    brief: Annotated[bool, typer.Option("--brief", help="Its briefing.")] = False,
+    max_words: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_SUMMARY_WORDS,
+            max=MAX_SUMMARY_WORDS,
+            help="With --summary (default: enough for every outlet).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="With --brief: only articles published by then.")
+    ] = None,
+    audience: Annotated[str | None, typer.Option(help="With --brief: who it is for.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A story: its articles by outlet, timeline and coverage table; or its summary or
+    briefing; or `story split ID ARTICLE...`."""
+    from service.render import briefing_markdown, summary_markdown
+    from service.stories import StoryService
+
+    if args[0] == "split":
+        if len(args) < 3:
+            _fail("usage: newsdesk story split ID ARTICLE...")
+        newsdesk = _newsdesk()
+        card = _reported(lambda: StoryService(newsdesk).split(args[1], args[2:]))
+        if as_json:
+            _print_json(card.model_dump())
+        else:
+            out.print(
+                *_cells(f"moved {len(args) - 2} article(s) from {args[1]} to {card.id}"),
+            )
+        return
+    if len(args) > 1:
+        _fail(f"unexpected argument '{args[1]}': one story id, or `story split ID ARTICLE...`")
+    if summary and brief:
+        _fail("--summary and --brief: choose one")
+    story_id = args[0]
+    if summary:
+        body = _request(StorySummaryBody, max_words=max_words)
+        newsdesk = _newsdesk()
+        result = _reported(lambda: StoryService(newsdesk).summary(story_id, body))
+        _print_result(result, _with_uncited(summary_markdown), as_json)
+    elif brief:
+        req = _request(StoryBriefingBody, as_of=_date(as_of), audience=audience)
+        newsdesk = _newsdesk()
+        briefing = _reported(lambda: StoryService(newsdesk).briefing(story_id, req))
+        _print_result(briefing, _with_uncited(briefing_markdown), as_json)
+    else:
+        newsdesk = _newsdesk()
+        detail = _reported(lambda: StoryService(newsdesk).detail(story_id))
+        if as_json:
+            _print_json(detail.model_dump())
+        else:
+            _print_story(detail)
+
+
+def _with_uncited(markdown: Callable[[Any], str]) -> Callable[[Any], str]:
+    """A story result's Markdown, saying which of its outlets no point cites."""
+    from service.render import md_escape
+
+    def render(result: Any) -> str:
+        text = markdown(result)
+        if result.outlets_not_cited:
+            text += "\n_not cited: " + md_escape(", ".join(result.outlets_not_cited)) + "_"
+        return text
+
+    return render
 
 
 # ---- sources: feeds, news sitemaps and pages (service/sources.py) --------------------
@@ -754,6 +1018,14 @@ def sources_poll(
 @app.command()
 def watch(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Sources polled at once.")] = 2,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Enqueue each due source's poll for `newsdesk worker`s instead of polling "
+            "here (needs NEWSDESK_REDIS_URL).",
+        ),
+    ] = False,
 ) -> None:
     """Poll every source when it is due, until stopped (Ctrl-C or SIGTERM). Run several
     on one data dir, or on several machines sharing NEWSDESK_REDIS_URL, to share the work:
@@ -761,6 +1033,9 @@ def watch(
     import signal
     import threading
 
+    if queue:
+        _watch_queue()
+        return
     sources = _sources()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -779,6 +1054,71 @@ def watch(
         stop.set()
     finally:
         sources.close()
+
+
+def _queue_settings(command: str) -> Settings:
+    _quiet_libraries()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic validation of NEWSDESK_* variables
+        _fail(f"invalid settings: {exc}")
+    if not settings.redis_url:
+        _fail(f"{command} needs a queue: set NEWSDESK_REDIS_URL.")
+    return settings
+
+
+def _watch_queue() -> None:
+    import signal
+    import threading
+
+    from service.ingest_queue import QueuedWatcher, connect
+    from service.sources import open_registry
+
+    settings = _queue_settings("watch --queue")
+    registry = open_registry(settings.sources_config())
+    watcher = QueuedWatcher(settings, registry, connect(settings.redis_url or ""))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def show(ids: list[str]) -> None:
+        err.print(f"queued polls: {', '.join(ids)}", highlight=False)
+
+    err.print(
+        f"watching {len(_reported(registry.sources))} source(s) for the workers as "
+        f"{watcher.owner}; Ctrl-C stops",
+        highlight=False,
+    )
+    try:
+        watcher.watch(stop, on_enqueued=show)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        registry.close()
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once the queues are empty.")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host.random).")] = None,
+) -> None:
+    """Run a queue worker: bulk ingest jobs (POST /v1/jobs) and feed polls (`watch --queue`)
+    from NEWSDESK_REDIS_URL, written to the Chroma server at NEWSDESK_CHROMA_HOST. Run as
+    many as you like, on any machine; SIGTERM stops after the current task."""
+    from service.ingest_queue import run_worker
+    from service.logs import configure_logging
+
+    settings = _queue_settings("worker")
+    if not settings.chroma_host:
+        # Workers write from other processes, or machines, than the API's.
+        _fail("worker needs a Chroma server: set NEWSDESK_CHROMA_HOST.")
+    configure_logging()
+    newsdesk = Newsdesk(settings)
+
+    def ready(w: Any) -> None:
+        err.print(f"worker {w.name} ready on {', '.join(w.queue_names())}", highlight=False)
+
+    # RQ handles SIGINT and SIGTERM itself: the first stops after the current task.
+    _reported(lambda: run_worker(settings, newsdesk, burst=burst, name=name, on_ready=ready))
 
 
 @eval_app.command("retrieval")

@@ -26,6 +26,9 @@ class Citation(BaseModel):
     revision: int = 1
     # When that revision replaced an earlier text, else None.
     updated_at: str | None = None
+    # A signed, expiring link to the article's reader page with this span highlighted
+    # (service/links.py); set where the result leaves the service (API, Slack).
+    url: str | None = None
 
 
 class Usage(BaseModel):
@@ -133,3 +136,117 @@ class Briefing(CitedResult):
     open_questions: list[Point] = Field(default_factory=list)
     sources: list[BriefingSource] = Field(default_factory=list)
     balance: list[SourceShare] = Field(default_factory=list)
+
+
+# ---- stories (service/stories.py, service/coverage.py) ------------------------------
+
+
+class OutletCoverage(BaseModel):
+    """How one outlet covered a story, measured from its articles' text."""
+
+    outlet: str | None = Field(description="The outlet; null for articles that name none.")
+    articles: list[str] = Field(description="Its article ids in the story, oldest first.")
+    copies: int = Field(description="Of those, syndicated copies of text another outlet ran first.")
+    first_covered: str | None = Field(
+        description="Its earliest article's published_at; null when all are undated."
+    )
+    characters: int = Field(description="Non-space characters measured, over its articles.")
+    quoted_share: float = Field(description="Share of those characters inside quotation marks.")
+    attributed_share: float = Field(
+        description="Share in sentences that attribute what they say (said, according to...)."
+    )
+    own_voice_share: float = Field(description="Share in the outlet's own voice: the rest.")
+    loaded_terms_own_voice: dict[str, int] = Field(
+        description="Loaded words (service/neutrality.py) in its own voice, with counts."
+    )
+    loaded_terms_quoted: dict[str, int] = Field(
+        description="Loaded words inside quotation marks, with counts."
+    )
+    loaded_terms_attributed: dict[str, int] = Field(
+        description="Loaded words in attributed sentences, outside quotation marks."
+    )
+
+
+class Coverage(BaseModel):
+    """The coverage and framing table of a story: one row per outlet, first to cover it
+    first (undated last)."""
+
+    outlets: list[OutletCoverage]
+
+
+class StoryChange(BaseModel):
+    """A merge or split the story went through."""
+
+    kind: Literal["merge", "split"]
+    at: str
+    story_ids: list[str] = Field(description="merge: kept, then merged; split: from, new.")
+    article_ids: list[str] = Field(description="split: the articles that moved.")
+
+
+class StoryCard(BaseModel):
+    """A story in a list."""
+
+    id: str
+    title: str
+    outlets: list[str]
+    outlets_count: int
+    articles: int
+    first_seen: str | None = None
+    last_seen: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+
+class StoryList(BaseModel):
+    stories: list[StoryCard]
+
+
+class StoryArticle(BaseModel):
+    article_id: str
+    title: str
+    source: str | None = None
+    published_at: str | None = None
+    url: str | None = None
+    # The story's first copy of the same text, when this article is a syndicated copy.
+    copy_of: str | None = None
+
+
+class OutletArticles(BaseModel):
+    outlet: str | None = None
+    articles: list[StoryArticle]
+
+
+class TimelineEntry(Point):
+    """When an article (copies counted once) first appeared, and its lead claim."""
+
+    date: str | None = None
+    article_id: str
+    source: str | None = None
+    also_published_by: list[str] = Field(default_factory=list)
+
+
+class StoryDetail(BaseModel):
+    id: str
+    title: str
+    aliases: list[str] = Field(default_factory=list)
+    first_seen: str | None = None
+    last_seen: str | None = None
+    outlets: list[str]
+    outlets_count: int
+    articles: int
+    by_outlet: list[OutletArticles]
+    timeline: list[TimelineEntry]
+    citations: list[Citation] = Field(default_factory=list)
+    coverage: Coverage
+    events: list[StoryChange] = Field(default_factory=list)
+
+
+class StorySummary(Summary):
+    story_id: str
+    # Outlets of the story that no point or difference cites (the LLM may leave some
+    # out); the extractive engine cites every one.
+    outlets_not_cited: list[str] = Field(default_factory=list)
+
+
+class StoryBriefing(Briefing):
+    story_id: str
+    outlets_not_cited: list[str] = Field(default_factory=list)

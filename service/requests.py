@@ -239,3 +239,69 @@ def _invalid_request(exc: ValidationError) -> InvalidRequest:
             return QuestionTooLong(field, first["ctx"]["max_length"], value)
     # The API's wording for the same problem in a body (service/api/errors.py).
     return InvalidRequest(f"{field}: {first['msg']}", field=field, value=value)
+
+
+# ---- stories (service/stories.py) ------------------------------------------------------
+
+# A time ago, counted back from now: 90m, 24h, 7d, 2w.
+RELATIVE_TIME_PATTERN = "^[0-9]{1,4}[mhdw]$"
+WHEN_PATTERN = f"({ISO_DATE_PATTERN})|({RELATIVE_TIME_PATTERN})"
+WHEN_DESCRIPTION = (
+    ISO_DATE_DESCRIPTION + " Or a time ago: 90m, 24h, 7d, 2w (minutes, hours, days, weeks)."
+)
+MAX_STORIES = 200
+
+
+def _when(value: str) -> str:
+    if matches(RELATIVE_TIME_PATTERN, value):
+        return value
+    iso = iso_or_none(value)
+    if iso is None:
+        raise ValueError("must be an ISO 8601 date or a time ago such as 24h or 7d")
+    return iso
+
+
+When = Annotated[
+    str,
+    AfterValidator(_when),
+    Field(description=WHEN_DESCRIPTION, json_schema_extra={"pattern": WHEN_PATTERN}),
+]
+
+
+# Which stories to list, most recently seen first (GET /v1/stories, `newsdesk stories`,
+# Slack's /stories).
+class StoriesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: When | None = None
+    until: When | None = None
+    outlets: list[str] | None = Field(default=None, max_length=50)
+    min_outlets: int = Field(default=1, ge=1, le=1000)
+    q: str | None = Field(default=None, max_length=MAX_QUESTION_CHARS)
+    limit: int = Field(default=50, ge=1, le=MAX_STORIES)
+
+
+# A story's neutral summary: its articles only, syndicated copies once.
+class StorySummaryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+
+    # Unset: enough words for a point from every outlet of the story (at least 250).
+    max_words: (
+        Annotated[
+            int,
+            Field(ge=MIN_SUMMARY_WORDS, le=MAX_SUMMARY_WORDS),
+            BeforeValidator(_json_integer),
+        ]
+        | None
+    ) = None
+
+
+# A story's briefing, from what its articles had published by ``as_of``.
+class StoryBriefingBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"format": "markdown"}]}
+    )
+
+    as_of: IsoDate | None = None
+    audience: str | None = Field(default=None, max_length=200)
+    format: Literal["json", "markdown"] = "json"

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from vectorstore import syndication
+from vectorstore import stories, syndication
 from vectorstore.config import (
     ChunkingConfig,
     EmbeddingConfig,
@@ -26,10 +26,23 @@ from vectorstore.config import (
     OpenAIEmbeddingConfig,
     RetrievalConfig,
     StoreConfig,
+    StoryConfig,
 )
 from vectorstore.sources.config import FetchConfig, SourcesConfig, parse_interval
 
-Group = Literal["storage", "embeddings", "chunking", "retrieval", "llm", "api", "slack", "sources"]
+Group = Literal[
+    "storage",
+    "embeddings",
+    "chunking",
+    "retrieval",
+    "llm",
+    "api",
+    "slack",
+    "sources",
+    "reader",
+    "queue",
+    "stories",
+]
 # Table headings, in the order the groups are documented.
 GROUP_TITLES: dict[Group, str] = {
     "storage": "Storage",
@@ -40,6 +53,9 @@ GROUP_TITLES: dict[Group, str] = {
     "api": "HTTP API",
     "slack": "Slack",
     "sources": "Sources (feeds, sitemaps, pages)",
+    "reader": "Reader pages and signed citation links",
+    "queue": "Workers and queue (with NEWSDESK_REDIS_URL)",
+    "stories": "Stories (clustering articles into events)",
 }
 
 
@@ -193,7 +209,29 @@ class Settings(BaseSettings):
     index_check_seconds: float = _setting(
         2.0,
         group="retrieval",
-        description="How often the keyword index checks Chroma for other writers' changes.",
+        description="How often the keyword index applies the store's change log (other "
+        "writers' changes), in the background; 0: before every search, synchronously.",
+    )
+    keyword_log_overlap_seconds: float = _setting(
+        60.0,
+        group="retrieval",
+        ge=0,
+        description="How far back the keyword index re-reads the change log each time, for "
+        "entries that commit late; more than writers' clock skew.",
+    )
+    keyword_log_retention_seconds: float = _setting(
+        86400.0,
+        group="retrieval",
+        gt=0,
+        description="How long change-log entries are kept; a replica further behind rebuilds "
+        "its keyword index from the store.",
+    )
+    keyword_reconcile_seconds: float = _setting(
+        900.0,
+        group="retrieval",
+        gt=0,
+        description="How often the keyword index also compares its articles with the store's "
+        "(heals a write that died before logging).",
     )
 
     # ---- LLM (OpenAI-compatible). No base URL and no key: the extractive engine answers.
@@ -279,7 +317,8 @@ class Settings(BaseSettings):
     public_url: str | None = _setting(
         None,
         group="api",
-        description="The API's public address, for links to source spans in Slack messages.",
+        description="The service's public address, for signed citation links (Slack sources, "
+        "API `citations[].url`; unset, the API uses the address each request came to).",
     )
     # Finished bulk-ingest jobs keep a small state file each, so a client can still read
     # its result after a restart; this bounds how many pile up.
@@ -381,6 +420,60 @@ class Settings(BaseSettings):
         "unset, they are kept in SQLite in the data dir (one machine).",
     )
 
+    # ---- Reader pages and signed citation links (service/web/) -------------------------
+    link_secret: SecretStr | None = _setting(
+        None,
+        group="reader",
+        description="Key that signs citation links (`/read/...?sig=`) and page sessions. "
+        "Unset: a random one is made once and kept in `<data dir>/link-secret` (mode 0600). "
+        "Set it, the same on every replica, when several machines serve the pages.",
+    )
+    link_lifetime_hours: float = _setting(
+        24.0 * 30,
+        group="reader",
+        gt=0,
+        description="How long a signed citation link (API `citations[].url`, Slack "
+        "sources) opens its article without an API key.",
+    )
+    # Replicas' clocks disagree by a little; a link signed on one may be checked on another.
+    link_clock_skew_seconds: float = _setting(
+        300.0,
+        group="reader",
+        ge=0,
+        description="How long past its expiry a signed link is still accepted, for clocks "
+        "that disagree.",
+    )
+    session_lifetime_hours: float = _setting(
+        12.0,
+        group="reader",
+        gt=0,
+        description="How long a page login (an API key exchanged for a session cookie) lasts.",
+    )
+
+    # ---- Workers and queue: bulk jobs and feed polls on RQ (service/ingest_queue.py) ----
+    # A worker killed mid-job stops renewing its claim; RQ's registry cleanup, run by the
+    # other workers, then requeues the job. The two together bound how long that takes.
+    queue_job_lease_seconds: int = _setting(
+        30,
+        group="queue",
+        ge=3,
+        description="How long a worker's claim on a running job lasts unrenewed (it renews "
+        "a third of the way through); a job whose worker died runs again after this.",
+    )
+    queue_maintenance_seconds: int = _setting(
+        10,
+        group="queue",
+        ge=1,
+        description="How often an idle worker looks for jobs left by dead workers (RQ's "
+        "registry cleanup) and requeues them.",
+    )
+    queue_job_retries: int = _setting(
+        3,
+        group="queue",
+        ge=0,
+        description="Times a job runs again after its worker died or it failed unexpectedly.",
+    )
+
     # ---- Slack ------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = _setting(
         None, group="slack", description="The bot token (`xoxb-...`)."
@@ -456,6 +549,51 @@ class Settings(BaseSettings):
             redis_prefix=f"{self.collection_prefix}:sources:",
         )
 
+    # ---- Stories: online clustering of articles into events (vectorstore/stories.py) --
+    story_window_hours: float = _setting(
+        stories.WINDOW_HOURS,
+        group="stories",
+        gt=0,
+        description="An article joins only stories with a member published within this "
+        "many hours of it (undated articles: of when they were first stored); the same "
+        "subject later is a new story.",
+    )
+    story_join_threshold: float = _setting(
+        stories.JOIN_THRESHOLD,
+        group="stories",
+        description="Score (cosine of the two articles' closest chunks plus the term weight "
+        "times the cosine of their key terms) from which an article joins its nearest "
+        "story; below it, it starts one. Chosen by cross-validation (bench/stories.py).",
+    )
+    story_merge_threshold: float = _setting(
+        stories.MERGE_THRESHOLD,
+        group="stories",
+        description="Score with which an article linking a second story merges the two "
+        "(the older id is kept, the other becomes an alias).",
+    )
+    story_term_weight: float = _setting(
+        stories.TERM_WEIGHT,
+        group="stories",
+        ge=0,
+        description="Weight of shared key terms (the lead's words weighted by their rarity "
+        "in English: names, places, specific terms) next to the cosine in the story score.",
+    )
+    story_neighbours: int = _setting(
+        stories.NEIGHBOURS,
+        group="stories",
+        ge=1,
+        le=200,
+        description="Nearest stored articles (within the window) an article is compared "
+        "with when it is assigned.",
+    )
+    story_min_chars: int = _setting(
+        stories.MIN_CHARS,
+        group="stories",
+        ge=0,
+        description="An article shorter than this (an embedded tweet, an error page) is a "
+        "story of its own: too little text to tell which event it reports.",
+    )
+
     # ---- what the storage layer gets (vectorstore/config.py) ------------------------
 
     def store_config(self) -> StoreConfig:
@@ -468,6 +606,14 @@ class Settings(BaseSettings):
             repair_interval_seconds=self.repair_interval_seconds,
             min_free_disk_mb=self.min_free_disk_mb,
             syndication_min_jaccard=self.syndication_min_jaccard,
+            stories=StoryConfig(
+                window_hours=self.story_window_hours,
+                join_threshold=self.story_join_threshold,
+                merge_threshold=self.story_merge_threshold,
+                term_weight=self.story_term_weight,
+                neighbours=self.story_neighbours,
+                min_chars=self.story_min_chars,
+            ),
         )
 
     def embedding_config(self) -> EmbeddingConfig:
@@ -493,7 +639,13 @@ class Settings(BaseSettings):
         )
 
     def keyword_config(self) -> KeywordConfig:
-        return KeywordConfig(directory=self.keyword_dir, check_seconds=self.index_check_seconds)
+        return KeywordConfig(
+            directory=self.keyword_dir,
+            check_seconds=self.index_check_seconds,
+            log_overlap_seconds=self.keyword_log_overlap_seconds,
+            log_retention_seconds=self.keyword_log_retention_seconds,
+            reconcile_seconds=self.keyword_reconcile_seconds,
+        )
 
     def retrieval_config(self) -> RetrievalConfig:
         return RetrievalConfig(

@@ -56,6 +56,10 @@ CONFIG: dict[str, Any] = {
         {"include-name": "POST /v1/jobs", "checks": _positive("415", "422")},
         # An interval of 30 s to 30 days and a port up to 65535: ranges inside strings.
         {"include-name": "POST /v1/sources", "checks": _positive("400")},
+        # Outlets must be stored ones (a 400 lists the known ones); an unknown story is a
+        # 404, which every operation may answer.
+        {"include-name": "GET /v1/stories", "checks": _positive("400")},
+        {"include-path-regex": "^/v1/stories/[^/]+/(summary|briefing)$", "checks": _positive()},
     ],
 }
 

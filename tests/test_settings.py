@@ -25,6 +25,7 @@ from vectorstore.config import (
     OpenAIEmbeddingConfig,
     RetrievalConfig,
     StoreConfig,
+    StoryConfig,
 )
 from vectorstore.sources.config import FetchConfig, SourcesConfig
 
@@ -94,6 +95,7 @@ def test_the_table_never_shows_a_secret_default() -> None:
 
 CONFIGS = (
     StoreConfig,
+    StoryConfig,
     SourcesConfig,
     FetchConfig,
     LocalEmbeddingConfig,
@@ -183,12 +185,31 @@ def test_settings_build_the_vectorstore_configs(tmp_path: Path) -> None:
         dense_weight=2.0,
         max_chunks_per_article=1,
     )
-    assert s.store_config() == StoreConfig(chroma_dir=tmp_path / "chroma", **store)
+    story = StoryConfig(
+        window_hours=12.0,
+        join_threshold=0.5,
+        merge_threshold=0.9,
+        term_weight=0.25,
+        neighbours=4,
+        min_chars=10,
+    )
+    with_stories = s.model_copy(
+        update={f"story_{f.name}": getattr(story, f.name) for f in dataclasses.fields(story)}
+    )
+    assert with_stories.store_config() == StoreConfig(
+        chroma_dir=tmp_path / "chroma", **store, stories=story
+    )
     assert s.embedding_config() == LocalEmbeddingConfig(
         batch_size=4, threads=2, backend="torch", cache_dir=tmp_path / "models"
     )
     assert s.chunking_config() == ChunkingConfig(max_tokens=100, overlap_sentences=0)
-    assert s.keyword_config() == KeywordConfig(directory=tmp_path / "keyword", check_seconds=7.0)
+    assert s.keyword_config() == KeywordConfig(
+        directory=tmp_path / "keyword",
+        check_seconds=7.0,
+        log_overlap_seconds=60.0,
+        log_retention_seconds=86400.0,
+        reconcile_seconds=900.0,
+    )
     assert s.retrieval_config() == RetrievalConfig(
         candidates=11, rrf_k=3, dense_weight=2.0, per_article=1
     )

@@ -44,6 +44,11 @@ HOSTILE = "<!channel> <!here|here> <@U024BE7LH> <#C1|general> <https://evil|clic
 BROKEN_ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
 
 
+# A signed reader link as the bot puts it on a citation, and as Slack's syntax writes it.
+LINK = "https://newsdesk.example/read/a1?spans=10-20&rev=1&exp=1900000000&sig=S1g#cited"
+SLACK_LINK = LINK.replace("&", "&amp;")
+
+
 def cite(n: int = 1, **overrides: object) -> Citation:
     values: dict[str, object] = {
         "n": n,
@@ -95,14 +100,15 @@ def test_escape_makes_mentions_and_links_inert() -> None:
 
 
 def test_citation_line_escapes_every_field_and_links_the_span() -> None:
-    c = cite(title="<!here> T & U", source="<@U1>", quote="Said <https://evil|click>.")
-    line = citation_line(c, "https://newsdesk.example/")
+    c = cite(title="<!here> T & U", source="<@U1>", quote="Said <https://evil|click>.", url=LINK)
+    line = citation_line(c)
     assert line == (
-        "*[1]* <https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
+        f"*[1]* <{SLACK_LINK}|"
         "&lt;!here&gt; T &amp; U> — &lt;@U1&gt; · 2024-08-10\n"
         ">“Said &lt;https://evil|click&gt;.”"
     )
-    assert citation_line(c).startswith("*[1]* *&lt;!here&gt; T &amp; U* — ")  # no public URL
+    no_url = c.model_copy(update={"url": None})  # no public URL: no link
+    assert citation_line(no_url).startswith("*[1]* *&lt;!here&gt; T &amp; U* — ")
 
 
 def test_markdown_and_html_from_articles_and_the_llm_make_no_link_in_slack() -> None:
@@ -113,23 +119,22 @@ def test_markdown_and_html_from_articles_and_the_llm_make_no_link_in_slack() -> 
         answer=f"Ships waited {payload} [1]",
         refused=False,
         engine="llm",
-        citations=[cite(title=payload, source=payload, quote=payload)],
+        citations=[cite(title=payload, source=payload, quote=payload, url=LINK)],
     )
-    blocks = answer_blocks(answer, public_url="https://newsdesk.example")
+    blocks = answer_blocks(answer)
     assert_safe(blocks)
     links = [m for t in texts(blocks) for m in re.findall(r"<([^>]*)>", t)]
     assert links == [
-        "https://newsdesk.example/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
+        f"{SLACK_LINK}|"
         "&lt;img src=x onerror=alert(1)&gt; [x](javascript:alert(1)) ![](http://t.example/p)"
     ]
 
 
-def test_span_url_quotes_odd_article_ids_and_refuses_odd_bases() -> None:
-    assert span_url("https://h", cite(article_id="a b/c|d>")) == (
-        "https://h/v1/articles/a%20b%2Fc%7Cd%3E/spans?start=10&amp;end=20&amp;revision=1"
-    )
-    assert span_url(None, cite()) is None
-    assert span_url("https://h|evil", cite()) is None
+def test_span_url_is_the_signed_link_in_slack_syntax_and_refuses_odd_ones() -> None:
+    assert span_url(cite(url=LINK)) == SLACK_LINK
+    assert span_url(cite()) is None
+    assert span_url(cite(url="https://h|evil")) is None
+    assert span_url(cite(url="https://h/>x")) is None
 
 
 def test_long_quotes_and_titles_are_trimmed() -> None:
@@ -147,10 +152,10 @@ def test_answer_blocks_exactly() -> None:
         answer="Over 121,000 people fled <!channel>. [1]",
         refused=False,
         engine="extractive",
-        citations=[cite()],
+        citations=[cite(url=LINK)],
         citations_verified=1,
     )
-    assert answer_blocks(answer, public_url="https://h") == [
+    assert answer_blocks(answer) == [
         {
             "type": "section",
             "text": {
@@ -163,7 +168,7 @@ def test_answer_blocks_exactly() -> None:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": "*Sources*\n*[1]* <https://h/v1/articles/a1/spans?start=10&amp;end=20&amp;revision=1|"
+                "text": f"*Sources*\n*[1]* <{SLACK_LINK}|"
                 "Title> — Wire · 2024-08-10\n>“Quoted words.”",
                 "verbatim": True,
             },
@@ -207,7 +212,7 @@ def test_a_long_answer_is_split_into_sections_and_messages() -> None:
         citations=[cite(n) for n in range(1, 121)],
         citations_verified=120,
     )
-    blocks = answer_blocks(answer, public_url="https://h")
+    blocks = answer_blocks(answer)
     assert_safe(blocks)
     body = [t for t in texts(blocks) if not t.startswith(("*Sources*", "*[", ":mag:"))]
     assert len(body) > 6  # split, at sentence ends
@@ -346,7 +351,7 @@ def test_timestamps_compare_exactly() -> None:
 def test_manifest_declares_what_the_bot_uses() -> None:
     manifest = yaml.safe_load(MANIFEST.read_text())
     commands = manifest["features"]["slash_commands"]
-    assert [c["command"] for c in commands] == ["/ask", "/summarize", "/brief"]
+    assert [c["command"] for c in commands] == ["/ask", "/summarize", "/brief", "/stories"]
     assert {c["url"] for c in commands} == {"https://YOUR-HOST/slack/commands"}
     events = manifest["settings"]["event_subscriptions"]
     assert events["request_url"] == "https://YOUR-HOST/slack/events"

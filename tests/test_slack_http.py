@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,17 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import respx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from slack_bolt.adapter.socket_mode.internals import run_bolt_app
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from service.answer import AnswerService
+from service.api import create_app
 from service.context import Newsdesk
+from service.links import LinkSigner
 from service.models import Answer
 from service.requests import AskBody as Question
 from service.requests import HistoryMessage as Message
@@ -175,17 +181,30 @@ def hostile_dir(tmp_path: Path) -> Path:
 # ---- expected output, written out --------------------------------------------------------
 
 
-def expected_answer_blocks(answer: Answer) -> list[dict[str, Any]]:
+def source_links(blocks: list[dict[str, Any]]) -> list[str]:
+    """The links of a message's sources, as a browser gets them (Slack decodes &amp;)."""
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    return [u.replace("&amp;", "&") for t in texts for u in re.findall(r"<([^|>]+)\|", t)]
+
+
+def expected_answer_blocks(
+    answer: Answer, sent: list[dict[str, Any]], settings: Settings
+) -> list[dict[str, Any]]:
     """What an extractive answer over the seeds must look like in Slack (the seeds have
-    no source, no date and no characters that need escaping)."""
+    no source, no date and no characters that need escaping). Each source links to its
+    signed reader page (checked here against the link secret: signed when sent, so
+    ``sent`` supplies the expiry)."""
     assert answer.engine == "extractive" and not answer.refused and answer.citations
     lines = ["*Sources*"]
-    for c in answer.citations:
+    signer = LinkSigner.from_settings(settings)
+    links = source_links(sent)
+    for c, link in zip(answer.citations, links, strict=True):
         assert len(c.quote) < 240 and len(c.title) <= 120
-        url = (
-            f"{PUBLIC_URL}/v1/articles/{c.article_id}/spans?start={c.start}&amp;end={c.end}"
-            f"&amp;revision={c.revision}"
-        )
+        assert link.startswith(f"{PUBLIC_URL}/read/{c.article_id}?")
+        query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+        grant = signer.verify(c.article_id, query)
+        assert grant.spans[0] == (c.start, c.end) and grant.revision == c.revision
+        url = link.replace("&", "&amp;")
         lines.append(f"*[{c.n}]* <{url}|{c.title}> — source unknown · undated\n>“{c.quote}”")
     n = len(answer.citations)
     engine = (
@@ -508,7 +527,26 @@ def test_mention_is_answered_in_a_thread_with_cited_blocks(harness: Harness) -> 
     assert update["channel"] == CHANNEL
     assert update["ts"] == "1800000000.000001"  # the placeholder, now the answer
     assert update["text"] == answer.answer
-    assert update["blocks"] == expected_answer_blocks(answer)
+    assert update["blocks"] == expected_answer_blocks(answer, update["blocks"], harness.nd.settings)
+
+
+def test_a_source_link_opens_its_span_in_a_browser_with_api_keys_on(harness: Harness) -> None:
+    """Slack's readers hold no API key: the signed link alone opens the article's page,
+    the cited span highlighted, and nothing else."""
+    harness.event(mention(QUESTION, ts="1700000000.000200"))
+    harness.drain()
+    [update] = harness.stub.to("chat.update")
+    link = urlsplit(source_links(update["blocks"])[0])
+    keyed = harness.nd.settings.model_copy(update={"api_keys": [SecretStr("k-123")]})
+    # No lifespan: the harness's app owns the store.
+    browser = TestClient(create_app(settings=keyed, newsdesk=harness.nd))
+    page = browser.get(f"{link.path}?{link.query}", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    [mark] = re.findall(r'<mark class="primary" id="cited">(.*?)</mark>', page.text, re.S)
+    answer = AnswerService(harness.nd).answer(Question(QUESTION))
+    assert html.unescape(mark) == answer.citations[0].quote
+    article_id = link.path.rsplit("/", 1)[1]
+    assert browser.get(f"/v1/articles/{article_id}?{link.query}").status_code == 401
 
 
 def test_follow_up_mention_uses_the_thread_as_history(
@@ -609,7 +647,8 @@ def test_direct_message_is_answered_in_a_thread(harness: Harness) -> None:
     [placeholder] = harness.stub.to("chat.postMessage")
     assert placeholder["channel"] == "D0DM" and placeholder["thread_ts"] == ts
     answer = AnswerService(harness.nd).answer(Question(QUESTION))
-    assert harness.stub.to("chat.update")[0]["blocks"] == expected_answer_blocks(answer)
+    sent = harness.stub.to("chat.update")[0]["blocks"]
+    assert sent == expected_answer_blocks(answer, sent, harness.nd.settings)
 
 
 def test_mention_in_a_dm_is_answered_once(harness: Harness) -> None:
@@ -729,7 +768,8 @@ def test_ask_command_replies_in_channel(harness: Harness) -> None:
     assert reply["text"] == answer.answer
     # Slack shows the channel no trace of the command: the reply says who asked what.
     asked = f"<@{USER}> asked: {QUESTION}"
-    assert reply["blocks"] == [context_block(asked), *expected_answer_blocks(answer)]
+    expected = expected_answer_blocks(answer, reply["blocks"][1:], harness.nd.settings)
+    assert reply["blocks"] == [context_block(asked), *expected]
 
 
 def test_the_question_shown_in_channel_is_escaped(harness: Harness) -> None:
@@ -790,9 +830,7 @@ def test_summarize_command(harness: Harness) -> None:
     blocks = blocks[1:]
     assert blocks[0]["text"]["text"].startswith("*Summary: Putin safety zone*\n• ")
     text = block_text(blocks)
-    assert (
-        "reports: “" in text and "*Sources*\n*[1]* <https://newsdesk.example/v1/articles/" in text
-    )
+    assert "reports: “" in text and "*Sources*\n*[1]* <https://newsdesk.example/read/" in text
     assert blocks[-1]["elements"][0]["text"].startswith(":mag: Answered by the extractive engine")
     assert len(blocks) <= 50
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")

@@ -12,6 +12,18 @@ from typing import Literal, TypeAlias
 
 
 @dataclass(frozen=True)
+class StoryConfig:
+    """How written articles are grouped into stories (vectorstore/stories.py)."""
+
+    window_hours: float
+    join_threshold: float
+    merge_threshold: float
+    term_weight: float
+    neighbours: int
+    min_chars: int
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where the Chroma collections live and how writers and repair share them."""
 
@@ -23,6 +35,7 @@ class StoreConfig:
     repair_interval_seconds: float
     min_free_disk_mb: int
     syndication_min_jaccard: float
+    stories: StoryConfig
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,14 @@ class ChunkingConfig:
 
 @dataclass(frozen=True)
 class KeywordConfig:
-    """Where the BM25 index is saved and how often it checks Chroma for changes."""
+    """Where the BM25 index lives, how often it follows the store's change log, and how
+    long that log is kept (vectorstore/changelog.py)."""
 
     directory: Path
     check_seconds: float
+    log_overlap_seconds: float
+    log_retention_seconds: float
+    reconcile_seconds: float
 
 
 @dataclass(frozen=True)

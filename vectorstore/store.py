@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import functools
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -41,7 +42,8 @@ import chromadb
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
-from vectorstore import syndication
+from vectorstore import stories, syndication
+from vectorstore.changelog import ChangeLog
 from vectorstore.chunk import Chunk
 from vectorstore.config import StoreConfig
 from vectorstore.ingest import Article, published_timestamp
@@ -55,6 +57,12 @@ VERIFY_CLOCK_MARGIN = 60.0
 RESTORE_CHECK_NEWEST = 2500
 RESTORE_CHECK_BATCH = 100
 FINDABLE_ATTEMPTS = 3
+# Aliases followed at most from a story id to the story it now is (merges of merges).
+STORY_ALIAS_HOPS = 8
+# Story neighbours are fetched unfiltered, this many times over, and kept if in the window;
+# the time-filtered query runs only when the farthest fetched is still this similar.
+STORY_OVERFETCH = 4
+STORY_FAR = 0.3
 
 
 class StoreError(RuntimeError):
@@ -241,6 +249,11 @@ def _guard_public_methods(cls: type) -> type:
     return cls
 
 
+def _outlet_key(name: str) -> str:
+    # Outlet names match whatever their case and spacing, as --source does.
+    return " ".join(name.split()).casefold()
+
+
 def chunk_id(article_id: str, version: str, index: int) -> str:
     return f"{article_id}#{version}#{index}"
 
@@ -370,6 +383,24 @@ def _stored_chunk(cid: str, text: str, meta: dict[str, Any]) -> StoredChunk:
         source=meta.get("source"),
         published_at=meta.get("published_at"),
     )
+
+
+def _story_record(
+    members: Sequence[tuple[str, dict[str, Any]]], created_at: float
+) -> tuple[str, dict[str, Any]]:
+    """A story's title and record fields, from its members' article records."""
+    first_id, first = min(members, key=lambda m: (m[1].get("story_ts", 0.0), m[0]))
+    last = max(float(m.get("story_ts", 0.0)) for _, m in members)
+    outlets = sorted({m["source"] for _, m in members if m.get("source")})
+    return first.get("title") or first_id, {
+        "kind": "story",
+        "created_at": created_at,
+        "first_ts": float(first.get("story_ts", 0.0)),
+        "last_ts": last,
+        "articles": len(members),
+        "outlets": json.dumps(outlets),
+        "n_outlets": len(outlets),
+    }
 
 
 @_guard_public_methods
@@ -570,6 +601,11 @@ class ChromaStore:
                 f"({self.config.repair_lease_seconds:.0f} s); nothing was switched, retry"
             )
 
+        # Written with the record rather than by an update afterwards: one Chroma write
+        # less per article, and a neighbour placed meanwhile already sees its time.
+        story_fields = {
+            a.id: self._story_fields(a, previous.get(a.id, {}), started) for a, _, _ in items
+        }
         art_vecs = []
         for _, _, vectors in items:
             mean = vectors.mean(axis=0) if len(vectors) else np.zeros(self.dimension)
@@ -588,12 +624,14 @@ class ChromaStore:
                         "version": versions[a.id],
                         **revisions[a.id],
                         **self._syndication_fields(a, {x.id for x, _, _ in items}),
+                        **story_fields[a.id],
                     }
                 )
                 for a, c, _ in items
             ],
             art_vecs,
         )
+        self._assign_stories(items, art_vecs, previous, story_fields)
         # Only the versions these records replaced: never a version another writer may
         # be about to switch to.
         stale = [
@@ -604,6 +642,8 @@ class ChromaStore:
         for i in range(0, len(stale), self.max_batch):
             self.chunks.delete(ids=stale[i : i + self.max_batch])
         self.bump_generation()
+        # Last: readers apply the log by re-reading current records, so it must follow them.
+        self.changelog.append([a.id for a, _, _ in items])
 
     def _write_revisions(
         self, articles: Sequence[Article], previous: dict[str, dict[str, Any]], now: float
@@ -762,7 +802,9 @@ class ChromaStore:
         self.articles.delete(ids=[article_id])
         self.chunks.delete(where={"$and": [{"article_id": article_id}, {"version": version}]})
         self.revisions_store.delete(where={"article_id": article_id})
+        self._story_article_removed(meta)
         self.bump_generation()
+        self.changelog.append([article_id], deleted=True)
         return True
 
     def repair(self, *, force: bool = False) -> int:
@@ -797,6 +839,483 @@ class ChromaStore:
         # leaves no orphan to betray it, and readers would keep their stale keyword index.
         self.bump_generation()
         return len(orphans)
+
+    # ---- stories ----------------------------------------------------------------------
+    # How articles are grouped is in vectorstore/stories.py; this is where its state lives.
+    # Every story record is recomputed from the article records that name it, never
+    # incremented, so concurrent writers converge on what the members say.
+
+    def _story_collection(self) -> Any:
+        collection = getattr(self, "_stories", None)
+        if collection is None:
+            collection = self.client.get_or_create_collection(
+                f"{self.config.collection_prefix}-stories", embedding_function=None
+            )
+            self._stories = collection
+        return collection
+
+    def _story_records(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        got = self._story_collection().get(ids=ids, include=["metadatas"])
+        return {sid: meta or {} for sid, meta in zip(got["ids"], got["metadatas"], strict=True)}
+
+    def _canonical_stories(self, ids: Sequence[str]) -> dict[str, str]:
+        """Each story id with the story it now is (itself, or what it was merged into)."""
+        out = {sid: sid for sid in ids}
+        pending = set(out.values())
+        for _ in range(STORY_ALIAS_HOPS):
+            records = self._story_records(sorted(pending))
+            moved = {
+                sid: meta["alias_of"]
+                for sid, meta in records.items()
+                if meta.get("kind") == "alias" and meta.get("alias_of")
+            }
+            if not moved:
+                break
+            out = {k: moved.get(v, v) for k, v in out.items()}
+            pending = set(moved.values())
+        return out
+
+    def _story_aliases(self, story_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The ids merged (directly or through another alias) into each story."""
+        out: dict[str, list[str]] = {sid: [] for sid in story_ids}
+        frontier = {sid: sid for sid in story_ids}
+        for _ in range(STORY_ALIAS_HOPS):
+            if not frontier:
+                break
+            got = self._story_collection().get(
+                where={"alias_of": {"$in": list(frontier)}}, include=["metadatas"]
+            )
+            nxt: dict[str, str] = {}
+            for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                root = frontier[meta["alias_of"]]
+                if aid not in out[root]:
+                    out[root].append(aid)
+                    nxt[aid] = root
+            frontier = nxt
+        return out
+
+    def _story_members(self, ids: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        ids = list(dict.fromkeys(ids))
+        got = self.articles.get(
+            where={"story_id": {"$in": ids}} if len(ids) > 1 else {"story_id": ids[0]},
+            include=["metadatas"],
+        )
+        return list(zip(got["ids"], got["metadatas"], strict=True))
+
+    def _story_neighbours(
+        self, vector: np.ndarray, chunks: np.ndarray, ts: float, exclude: str
+    ) -> list[stories.Neighbour]:
+        """The nearest articles in the window, each scored by its closest chunk to ours."""
+        cfg = self.config.stories
+        window = cfg.window_hours * 3600.0
+
+        def in_window(meta: dict[str, Any] | None) -> bool:
+            return bool(meta) and abs(float(meta.get("story_ts", float("inf"))) - ts) <= window
+
+        # An unfiltered query is ~10x cheaper than Chroma's filtered one (bench/stories.py):
+        # the nearest STORY_OVERFETCH x neighbours, of which those in the window are the
+        # window's nearest. Only when they are too few and the farthest fetched is still
+        # close (a subject that recurs) is the filtered query needed.
+        vec = np.asarray(vector, dtype=np.float32)
+        got = self.articles.query(
+            query_embeddings=[vec],
+            n_results=cfg.neighbours * STORY_OVERFETCH + 1,
+            include=["metadatas", "distances"],
+        )
+        found = list(zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=True))
+        kept = [(aid, meta, dist) for aid, meta, dist in found if in_window(meta)]
+        full = len(found) >= cfg.neighbours * STORY_OVERFETCH + 1
+        if full and len(kept) <= cfg.neighbours and 1.0 - float(found[-1][2]) >= STORY_FAR:
+            got = self.articles.query(
+                query_embeddings=[vec],
+                n_results=cfg.neighbours + 1,
+                where={
+                    "$and": [
+                        {"story_ts": {"$gte": ts - window}},
+                        {"story_ts": {"$lte": ts + window}},
+                    ]
+                },
+                include=["metadatas", "distances"],
+            )
+            kept = list(zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=True))
+        rows = [
+            (aid, meta, dist)
+            for aid, meta, dist in kept[: cfg.neighbours + 1]
+            if aid != exclude and meta and not meta.get("story_solo")
+        ][: cfg.neighbours]
+        theirs: dict[str, list[np.ndarray]] = {}
+        if rows and len(chunks):
+            versions = {aid: record_version(meta) for aid, meta, _ in rows}
+            ids = list(versions)
+            got = self.chunks.get(
+                where={"article_id": {"$in": ids}} if len(ids) > 1 else {"article_id": ids[0]},
+                include=["embeddings", "metadatas"],
+            )
+            for cmeta, cvec in zip(got["metadatas"], got["embeddings"], strict=True):
+                if cmeta and versions.get(cmeta["article_id"]) == cmeta.get("version"):
+                    theirs.setdefault(cmeta["article_id"], []).append(np.asarray(cvec))
+        canonical = self._canonical_stories(
+            [m["story_id"] for _, m, _ in rows if m.get("story_id")]
+        )
+        return [
+            stories.Neighbour(
+                article_id=aid,
+                cosine=stories.chunk_cosine(chunks, stories.unit_rows(np.stack(theirs[aid])))
+                if aid in theirs
+                else 1.0 - float(dist),
+                terms=stories.decode_terms(meta.get("story_terms")),
+                story_id=canonical.get(meta.get("story_id", "")),
+                group=meta.get("syndication_group"),
+            )
+            for aid, meta, dist in rows
+        ]
+
+    def _story_fields(self, article: Article, prev: dict[str, Any], now: float) -> dict[str, Any]:
+        """The record fields that place an article in time and subject for stories."""
+        ts = published_timestamp(article.published_at)
+        # Undated: when it was first stored. A page without a date is almost always
+        # fetched while it is news; with no window at all it could join any story of
+        # any year that shares its subject.
+        story_ts = float(ts if ts is not None else prev.get("story_ts", now))
+        terms = stories.key_terms(f"{article.title}\n{article.text}")
+        return {
+            "story_ts": story_ts,
+            "story_terms": stories.encode_terms(terms),
+            "story_solo": len(article.text) < self.config.stories.min_chars or None,
+        }
+
+    def _assign_stories(
+        self,
+        items: Sequence[tuple[Article, Sequence[Chunk], np.ndarray]],
+        vectors: Sequence[np.ndarray],
+        previous: dict[str, dict[str, Any]],
+        fields: dict[str, dict[str, Any]],
+    ) -> None:
+        """Put each just-written article in a story (see vectorstore/stories.py)."""
+        cfg = self.config.stories
+        # Texts too short to compare start stories of their own: in one batch of writes,
+        # since a bulk load of short items would otherwise cost several round trips each.
+        fresh_solos = [
+            a
+            for a, _, _ in items
+            if fields[a.id]["story_solo"] and not previous.get(a.id, {}).get("story_id")
+        ]
+        if fresh_solos:
+            self._start_solo_stories(fresh_solos, fields)
+        solo_ids = {a.id for a in fresh_solos}
+        written = self.article_meta([a.id for a, _, _ in items if a.id not in solo_ids])
+        for (article, _, chunk_vectors), vector in zip(items, vectors, strict=True):
+            if article.id in solo_ids:
+                continue
+            prev = previous.get(article.id, {})
+            story_ts = fields[article.id]["story_ts"]
+            terms = stories.key_terms(f"{article.title}\n{article.text}")
+            solo = bool(fields[article.id]["story_solo"])
+            group = written.get(article.id, {}).get("syndication_group")
+            mine = stories.unit_rows(chunk_vectors) if len(chunk_vectors) else vector[None, :]
+            neighbours = [] if solo else self._story_neighbours(vector, mine, story_ts, article.id)
+            if solo:
+                chosen, merge = None, ()
+            else:
+                chosen, merge = self._choose_story(article.id, terms, neighbours, group, prev)
+            if chosen is None:
+                chosen = stories.new_story_id()
+                self._story_collection().upsert(
+                    ids=[chosen],
+                    documents=[article.title],
+                    metadatas=[{"kind": "story", "created_at": time.time()}],
+                    embeddings=[[0.0]],
+                )
+            self.articles.update(ids=[article.id], metadatas=[{"story_id": chosen}])
+            self._refresh_story(chosen)
+            for other in merge:
+                chosen = self._merge_stories(chosen, other)
+            # A writer assigning a neighbour at the same moment saw neither this article's
+            # story nor we its: whichever of the two checks last sees both and merges.
+            before = {n.article_id for n in neighbours if n.story_id}
+            later = [] if solo else self._story_neighbours(vector, mine, story_ts, article.id)
+            for n in later:
+                if n.article_id in before or n.story_id in (None, chosen) or group:
+                    continue
+                if stories.score(n.cosine, terms, n.terms, cfg.term_weight) >= cfg.join_threshold:
+                    chosen = self._merge_stories(chosen, n.story_id)
+            if (
+                prev.get("story_id")
+                and self._canonical_stories([prev["story_id"]])[prev["story_id"]] != chosen
+            ):
+                self._refresh_story(prev["story_id"])
+
+    def _choose_story(
+        self,
+        article_id: str,
+        terms: frozenset[str],
+        neighbours: Sequence[stories.Neighbour],
+        group: str | None,
+        previous: dict[str, Any],
+    ) -> tuple[str | None, tuple[str, ...]]:
+        cfg = self.config.stories
+        if group and not self.article_meta([group]).get(group, {}).get("story_solo"):
+            # A copy adds no evidence of its own: it goes where its text's first copy is.
+            owner = self.story_ids_of([group]).get(group)
+            if owner:
+                return owner, ()
+        if previous.get("story_id"):
+            # A revision keeps its story while its new text still fits it.
+            kept = self._canonical_stories([previous["story_id"]])[previous["story_id"]]
+            scores = stories.story_scores(terms, neighbours, cfg.term_weight)
+            others = [
+                aid
+                for aid, _ in self._story_members([kept, *self._story_aliases([kept])[kept]])
+                if aid != article_id
+            ]
+            if not others or scores.get(kept, float("-inf")) >= cfg.join_threshold:
+                return kept, ()
+        decision = stories.decide(
+            terms,
+            neighbours,
+            join_threshold=cfg.join_threshold,
+            merge_threshold=cfg.merge_threshold,
+            term_weight=cfg.term_weight,
+        )
+        return decision.story_id, decision.merge
+
+    def _merge_stories(self, a: str, b: str) -> str:
+        """Merge two stories into the older; returns the id kept. Stories split apart by
+        hand stay apart."""
+        canonical = self._canonical_stories([a, b])
+        a, b = canonical[a], canonical[b]
+        if a == b:
+            return a
+        records = self._story_records([a, b])
+        if self._were_split(a, b):
+            return a
+        keep, gone = stories.older_first(
+            [(s, float(records.get(s, {}).get("created_at", 0.0))) for s in (a, b)]
+        )
+        members = [
+            aid for aid, _ in self._story_members([gone, *self._story_aliases([gone])[gone]])
+        ]
+        for i in range(0, len(members), self.max_batch):
+            batch = members[i : i + self.max_batch]
+            self.articles.update(ids=batch, metadatas=[{"story_id": keep}] * len(batch))
+        self._story_collection().upsert(
+            ids=[gone],
+            documents=[""],
+            metadatas=[{"kind": "alias", "alias_of": keep}],
+            embeddings=[[0.0]],
+        )
+        self._record_story_event("merge", (keep, gone), ())
+        self._refresh_story(keep)
+        return keep
+
+    def _were_split(self, a: str, b: str) -> bool:
+        got = self._story_collection().get(
+            where={"$and": [{"kind": "event"}, {"event_kind": "split"}, {"story": a}]},
+            include=["metadatas"],
+        )
+        return any(b in json.loads(m.get("story_ids", "[]")) for m in got["metadatas"])
+
+    def _record_story_event(
+        self, kind: str, story_ids: tuple[str, ...], article_ids: tuple[str, ...]
+    ) -> None:
+        event = uuid.uuid4().hex[:16]
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        # One record per story it concerns, so each story finds its events with one query.
+        self._story_collection().upsert(
+            ids=[f"event-{event}-{i}" for i in range(len(story_ids))],
+            documents=[kind] * len(story_ids),
+            metadatas=[
+                {
+                    "kind": "event",
+                    "event": event,
+                    "event_kind": kind,
+                    "story": sid,
+                    "at": at,
+                    "story_ids": json.dumps(list(story_ids)),
+                    "article_ids": json.dumps(list(article_ids)),
+                }
+                for sid in story_ids
+            ],
+            embeddings=[[0.0]] * len(story_ids),
+        )
+
+    def _refresh_story(self, story_id: str) -> None:
+        """Recompute a story's record from its members (the fields list_stories filters on)."""
+        story_id = self._canonical_stories([story_id])[story_id]
+        record = self._story_records([story_id]).get(story_id, {})
+        members = self._story_members([story_id, *self._story_aliases([story_id])[story_id]])
+        if not members:
+            self._story_collection().delete(ids=[story_id])
+            return
+        title, meta = _story_record(members, float(record.get("created_at", time.time())))
+        self._story_collection().upsert(
+            ids=[story_id], documents=[title], metadatas=[meta], embeddings=[[0.0]]
+        )
+
+    def _start_solo_stories(self, articles: Sequence[Article], fields: dict[str, dict]) -> None:
+        """A story of its own for each article, its record written as a refresh would."""
+        ids = [stories.new_story_id() for _ in articles]
+        created = time.time()
+        records = [
+            _story_record([(a.id, {**a.metadata(), **fields[a.id]})], created) for a in articles
+        ]
+        for i in range(0, len(ids), self.max_batch):
+            part = slice(i, i + self.max_batch)
+            # The story record first: an article never names a story that has no record.
+            self._story_collection().upsert(
+                ids=ids[part],
+                documents=[title for title, _ in records[part]],
+                metadatas=[meta for _, meta in records[part]],
+                embeddings=[[0.0]] * len(ids[part]),
+            )
+            self.articles.update(
+                ids=[a.id for a in articles[part]],
+                metadatas=[{"story_id": sid} for sid in ids[part]],
+            )
+
+    def _story_article_removed(self, meta: dict[str, Any]) -> None:
+        if meta.get("story_id"):
+            self._refresh_story(meta["story_id"])
+
+    def _build_stories(self, story_ids: Sequence[str]) -> list[stories.Story]:
+        ids = list(dict.fromkeys(story_ids))
+        if not ids:
+            return []
+        aliases = self._story_aliases(ids)
+        owner = {sid: sid for sid in ids} | {a: sid for sid in ids for a in aliases[sid]}
+        members: dict[str, list[tuple[str, dict[str, Any]]]] = {sid: [] for sid in ids}
+        for aid, meta in self._story_members(list(owner)):
+            members[owner[meta["story_id"]]].append((aid, meta))
+        got = self._story_collection().get(
+            where={"$and": [{"kind": "event"}, {"story": {"$in": list(owner)}}]},
+            include=["metadatas"],
+        )
+        events: dict[str, dict[str, stories.StoryEvent]] = {sid: {} for sid in ids}
+        for meta in got["metadatas"]:
+            events[owner[meta["story"]]][meta["event"]] = stories.StoryEvent(
+                kind=meta["event_kind"],
+                at=meta["at"],
+                story_ids=tuple(json.loads(meta["story_ids"])),
+                article_ids=tuple(json.loads(meta["article_ids"])),
+            )
+        out = []
+        for sid in ids:
+            rows = sorted(members[sid], key=lambda m: (m[1].get("story_ts", 0.0), m[0]))
+            if not rows:
+                continue
+
+            def seen(meta: dict[str, Any]) -> str | None:
+                if meta.get("published_at"):
+                    return str(meta["published_at"])
+                ts = meta.get("story_ts")
+                return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+            out.append(
+                stories.Story(
+                    id=sid,
+                    title=rows[0][1].get("title") or rows[0][0],
+                    article_ids=tuple(aid for aid, _ in rows),
+                    outlets=tuple(sorted({m["source"] for _, m in rows if m.get("source")})),
+                    first_seen=seen(rows[0][1]),
+                    last_seen=seen(max(rows, key=lambda m: m[1].get("story_ts", 0.0))[1]),
+                    aliases=tuple(aliases[sid]),
+                    events=tuple(sorted(events[sid].values(), key=lambda e: e.at)),
+                )
+            )
+        return out
+
+    def story_ids_of(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """The story each article is in (aliases resolved); articles without one omitted."""
+        raw = {
+            aid: meta["story_id"]
+            for aid, meta in self.article_meta(article_ids).items()
+            if meta.get("story_id")
+        }
+        canonical = self._canonical_stories(sorted(set(raw.values())))
+        return {aid: canonical[sid] for aid, sid in raw.items()}
+
+    def get_story(self, story_id: str) -> stories.Story | None:
+        """The story, found by its id or by the id of a story merged into it."""
+        canonical = self._canonical_stories([story_id])[story_id]
+        found = self._build_stories([canonical])
+        return found[0] if found else None
+
+    def list_stories(
+        self,
+        *,
+        since_ts: float | None = None,
+        until_ts: float | None = None,
+        outlets: Sequence[str] | None = None,
+        min_outlets: int = 1,
+        ids: Sequence[str] | None = None,
+        limit: int = 50,
+    ) -> list[stories.Story]:
+        """Stories whose time span overlaps [since, until], latest development first."""
+        clauses: list[dict[str, Any]] = [{"kind": "story"}]
+        if since_ts is not None:
+            clauses.append({"last_ts": {"$gte": float(since_ts)}})
+        if until_ts is not None:
+            clauses.append({"first_ts": {"$lte": float(until_ts)}})
+        if min_outlets > 1:
+            clauses.append({"n_outlets": {"$gte": int(min_outlets)}})
+        wanted: set[str] = set()
+        if ids is not None:
+            wanted = set(self._canonical_stories(list(ids)).values())
+            if not wanted:
+                return []
+        where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        got = self._story_collection().get(where=where, include=["metadatas"])
+        wanted_outlets = {_outlet_key(o) for o in outlets or ()}
+        rows = []
+        for sid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            if ids is not None and sid not in wanted:
+                continue
+            names = {_outlet_key(o) for o in json.loads(meta.get("outlets", "[]"))}
+            if wanted_outlets and not wanted_outlets & names:
+                continue
+            rows.append((float(meta.get("last_ts", 0.0)), sid))
+        rows.sort(key=lambda r: (-r[0], r[1]))
+        built = self._build_stories([sid for _, sid in rows[: max(0, limit)]])
+        # The records are derived and may lag a concurrent write by a moment; the members
+        # are the truth.
+        return [
+            s
+            for s in built
+            if (min_outlets <= 1 or len(s.outlets) >= min_outlets)
+            and (not wanted_outlets or wanted_outlets & {_outlet_key(o) for o in s.outlets})
+        ]
+
+    def split_story(self, story_id: str, article_ids: Sequence[str]) -> stories.Story:
+        """Move these articles of a story into a new story; a split event is recorded on
+        both, and the two are never merged back automatically."""
+        canonical = self._canonical_stories([story_id])[story_id]
+        current = self._build_stories([canonical])
+        if not current:
+            raise KeyError(story_id)
+        moving = list(dict.fromkeys(article_ids))
+        members = set(current[0].article_ids)
+        unknown = [a for a in moving if a not in members]
+        if unknown:
+            raise ValueError(f"not in story {canonical}: {', '.join(unknown)}")
+        if not moving or len(moving) == len(members):
+            raise ValueError("a split must leave at least one article on each side")
+        new = stories.new_story_id()
+        self._story_collection().upsert(
+            ids=[new],
+            documents=[""],
+            metadatas=[{"kind": "story", "created_at": time.time()}],
+            embeddings=[[0.0]],
+        )
+        for i in range(0, len(moving), self.max_batch):
+            batch = moving[i : i + self.max_batch]
+            self.articles.update(ids=batch, metadatas=[{"story_id": new}] * len(batch))
+        self._record_story_event("split", (canonical, new), tuple(moving))
+        self._refresh_story(canonical)
+        self._refresh_story(new)
+        return self._build_stories([new])[0]
 
     # ---- vectors lost in a crash ---------------------------------------------------------
 
@@ -943,6 +1462,11 @@ class ChromaStore:
 
     def bump_generation(self) -> None:
         self.state.upsert(ids=["generation"], documents=[uuid.uuid4().hex], embeddings=[[0.0]])
+
+    @functools.cached_property
+    def changelog(self) -> ChangeLog:
+        """Which articles each write touched, for replicas' keyword indexes (changelog.py)."""
+        return ChangeLog(self.client, self.config.collection_prefix)
 
     def article_catalog(self) -> dict[str, tuple[str, str | None]]:
         """Every article id with its current chunk version and its source."""

@@ -23,9 +23,10 @@ from service.api.middleware import (
 )
 from service.api.routes import articles, ask, chat, health, models, search, summaries
 from service.api.routes import sources as sources_routes
+from service.api.routes import stories as stories_routes
 from service.api.security import KeyChecker, RateLimiter
 from service.context import Newsdesk
-from service.ingest_jobs import IngestJobs
+from service.ingest_queue import open_jobs
 from service.settings import Settings
 from service.warmup import Warmup
 
@@ -35,7 +36,9 @@ DESCRIPTION = """Cited news answers, neutral multi-source summaries and briefing
 
 Every citation is `{n, article_id, title, source, published_at, start, end, quote}` where
 `quote == canonical_text[start:end]` of the article (`GET /v1/articles/{id}`), checked
-before it is returned. Errors are `{"error": {"code", "message"}}`."""
+before it is returned, and `url`: a signed, expiring link to the article's reader page
+with the span highlighted, which opens without an API key. Errors are
+`{"error": {"code", "message"}}`."""
 
 
 class NewsdeskAPI(FastAPI):
@@ -65,6 +68,8 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
         app.state.jobs.stop()  # before the store closes: the job worker writes to it
         if getattr(app.state, "sources", None) is not None:
             app.state.sources.close()
+        if "keyword" in vars(app.state.newsdesk):  # its change-log poller reads the store
+            app.state.newsdesk.keyword.close()
         if "store" in vars(app.state.newsdesk):  # opened: a cached_property
             app.state.newsdesk.store.close()
 
@@ -85,11 +90,8 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     # Both look up app.state.newsdesk when they run: tests may swap it after create_app.
     app.state.warmup = Warmup(lambda: app.state.newsdesk)
-    app.state.jobs = IngestJobs(
-        lambda: app.state.newsdesk,
-        settings.data_dir / "jobs",
-        retention_seconds=settings.job_retention_hours * 3600,
-    )
+    # In this process's data dir, or in Redis for the workers (service/ingest_queue.py).
+    app.state.jobs = open_jobs(settings, lambda: app.state.newsdesk)
 
     def openapi() -> dict[str, Any]:
         return openapi_with_security(app, app.state.keys.enabled)
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     ):
         app.include_router(router, dependencies=protected)
     # With keys set only the health checks are open; reading the docs costs no budget.
+    app.include_router(stories_routes.router, dependencies=protected)
     add_docs(app, dependencies=[Depends(require_key)])
     # Polling a bulk job costs no budget either (service/api/routes/articles.py).
     app.include_router(articles.jobs_router, dependencies=[Depends(require_key)])
@@ -117,6 +120,11 @@ def create_app(settings: Settings | None = None, newsdesk: Newsdesk | None = Non
     from service.slack import mount_slack
 
     mount_slack(app, newsdesk)
+
+    from service.web import mount_web
+
+    # The reader pages: their own login (service/web/auth.py), and signed links.
+    mount_web(app, settings)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=settings.max_header_bytes)

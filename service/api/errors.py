@@ -62,6 +62,7 @@ STATUS_OF_CODE = {
     "unknown_article": 400,
     "nothing_found": 404,
     "nothing_ingested": 404,
+    "unknown_story": 404,
     "llm_auth": 502,
     "llm_error": 503,
     "llm_unavailable": 503,

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -51,8 +51,17 @@ from service.articles import require_articles
 from service.brief import BriefingService
 from service.context import Newsdesk
 from service.errors import InvalidRequest, LLMError, NothingFound, NothingIngested, QuestionTooLong
-from service.models import Answer, Briefing, Summary
-from service.requests import AskBody, BriefingBody, HistoryMessage, SummaryBody, parse_request
+from service.links import LinkSigner, with_links
+from service.models import Answer, Briefing, CitedResult, Summary
+from service.requests import (
+    AskBody,
+    BriefingBody,
+    HistoryMessage,
+    StoriesQuery,
+    StoryBriefingBody,
+    SummaryBody,
+    parse_request,
+)
 from service.slack.blocks import (
     WORKING,
     Block,
@@ -65,11 +74,14 @@ from service.slack.blocks import (
     section,
     shorten,
     split_messages,
+    stories_blocks,
+    stories_text,
     summary_blocks,
     summary_text,
     text_blocks,
 )
 from service.slack.history import bot_in_thread, slack_to_plain, thread_history
+from service.stories import StoryService, UnknownStory
 from service.summarize import SummaryService
 from vectorstore.store import StoreError
 
@@ -77,18 +89,25 @@ if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=CitedResult)
 
-COMMANDS = ("/ask", "/summarize", "/brief")
+COMMANDS = ("/ask", "/summarize", "/brief", "/stories")
+# Commands that mean something without text: a summary of everything, the recent stories.
+NO_TEXT_NEEDED = ("/summarize", "/stories")
 USAGE = {
     "/ask": "Usage: `/ask <question>`, for example `/ask how many people fled Kursk?`",
     "/summarize": "Usage: `/summarize <topic>`, for example `/summarize the Kursk incursion`",
-    "/brief": "Usage: `/brief <topic>`, for example `/brief the Kursk incursion`",
+    "/brief": "Usage: `/brief <topic>` or `/brief <story id>`, for example `/brief the Kursk "
+    "incursion` or `/brief story-1f2e3d4c` (ids from `/stories`)",
 }
 HELP = (
     "Ask me about the news and I'll answer from the ingested articles, citing the exact "
     "passages: mention me with a question, e.g. _how many people fled Kursk?_, or use "
-    "`/ask`, `/summarize <topic>` and `/brief <topic>`. Reply in the thread to follow up."
+    "`/ask`, `/summarize <topic>` and `/brief <topic>`; `/stories` lists the stories (one "
+    "event across outlets) and `/brief <story id>` briefs one. Reply in the thread to follow up."
 )
+# Stories `/stories` lists: one message's worth.
+STORIES_LISTED = 15
 # Slash command replies go through the response_url, which Slack allows five times.
 MAX_COMMAND_MESSAGES = 4
 # Longer threads are read page by page up to this many messages.
@@ -106,6 +125,11 @@ _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 def friendly_error(exc: BaseException) -> str:
     """A short message for Slack users, the one place Slack words the service's errors
     (service/errors.py); the details go to the log."""
+    if isinstance(exc, UnknownStory):
+        return (
+            f":mag: There is no story `{escape(shorten(exc.story_id, 100))}`: `/stories` lists "
+            "the recent ones with their ids."
+        )
     if isinstance(exc, NothingIngested):
         return (
             ":card_index_dividers: No articles have been ingested yet, so there is nothing to "
@@ -188,7 +212,24 @@ def asked_line(command: Mapping[str, Any], text: str) -> str:
         return f"{who} asked for a summary of: {what}" if text else f"{who} asked for a summary"
     if name == "/brief":
         return f"{who} asked for a briefing on: {what}"
+    if name == "/stories":
+        return (
+            f"{who} asked for the stories about: {what}" if text else f"{who} asked for the stories"
+        )
     return f"{who} asked: {what}"
+
+
+# `/brief story-1f2e`, `/brief story story-1f2e`, `/brief story:1f2e`: a story's briefing
+# (a topic that merely starts with the word "story" stays a topic).
+_STORY_REFERENCE = re.compile(
+    r"(?:story[:\s]\s*)?(story-[A-Za-z0-9_-]+)|story:\s*([A-Za-z0-9_-]+)", re.IGNORECASE
+)
+
+
+def story_reference(text: str) -> str | None:
+    """The story id a command's whole text names, or None for any other text."""
+    m = _STORY_REFERENCE.fullmatch(text.strip())
+    return (m.group(1) or m.group(2)) if m else None
 
 
 def no_coverage_text(name: str, text: str) -> str:
@@ -217,6 +258,17 @@ class SlackBot:
     def _llm_model(self) -> str | None:
         return self.settings.llm_model if self.settings.llm_configured else None
 
+    @functools.cached_property
+    def _links(self) -> LinkSigner:
+        return LinkSigner.from_settings(self.settings)
+
+    def _linked(self, result: R) -> R:
+        """Sources linked to signed reader pages, which open in a browser without an API
+        key; only with NEWSDESK_PUBLIC_URL, the one address Slack's readers can reach."""
+        if not self.settings.public_url:
+            return result
+        return with_links(result, self._links, self.settings.public_url)
+
     # ---- the work -----------------------------------------------------------------
 
     def answer(self, text: str, history: list[HistoryMessage]) -> Answer:
@@ -236,9 +288,7 @@ class SlackBot:
             len(history),
             time.perf_counter() - started,
         )
-        blocks = answer_blocks(
-            answer, public_url=self.settings.public_url, llm_model=self._llm_model
-        )
+        blocks = answer_blocks(self._linked(answer), llm_model=self._llm_model)
         return Reply(blocks, answer_text(answer), answer.refused)
 
     # ---- events -------------------------------------------------------------------
@@ -418,7 +468,7 @@ class SlackBot:
 
     def ack_command(self, ack: Any, command: dict[str, Any]) -> None:
         name, text = command.get("command", ""), self._command_text(command)
-        if not text and name != "/summarize":
+        if not text and name not in NO_TEXT_NEEDED:
             ack(response_type="ephemeral", text=USAGE.get(name, HELP))
             return
         what = f": {escape(shorten(text, 200))}" if text else ""
@@ -432,7 +482,7 @@ class SlackBot:
 
     def _run_command(self, command: dict[str, Any], respond: Any) -> None:
         name, text = command.get("command", ""), self._command_text(command)
-        if not text and name != "/summarize":
+        if not text and name not in NO_TEXT_NEEDED:
             return  # the acknowledgement showed the usage
         ephemeral = False
         try:
@@ -441,8 +491,12 @@ class SlackBot:
                 ephemeral = self.settings.slack_ephemeral
             elif name == "/summarize":
                 reply = self._summary_message(text)
+            elif name == "/brief" and (story_id := story_reference(text)):
+                reply = self._story_briefing_message(story_id)
             elif name == "/brief":
                 reply = self._briefing_message(text)
+            elif name == "/stories":
+                reply = self._stories_message(text)
             else:
                 reply = Reply(text_blocks(HELP), HELP)
         except Exception as exc:
@@ -465,18 +519,26 @@ class SlackBot:
         req = parse_request(SummaryBody, topic=topic or None)
         require_articles(self.nd)
         summary: Summary = self.summaries.summarize(req)
-        blocks = summary_blocks(
-            summary, public_url=self.settings.public_url, llm_model=self._llm_model
-        )
+        blocks = summary_blocks(self._linked(summary), llm_model=self._llm_model)
         return Reply(blocks, summary_text(summary), summary.refused)
 
     def _briefing_message(self, topic: str) -> Reply:
         req = parse_request(BriefingBody, topic=topic)
         require_articles(self.nd)
         briefing: Briefing = self.briefings.brief(req)
-        blocks = briefing_blocks(
-            briefing, public_url=self.settings.public_url, llm_model=self._llm_model
-        )
+        blocks = briefing_blocks(self._linked(briefing), llm_model=self._llm_model)
+        return Reply(blocks, briefing_text(briefing), briefing.refused)
+
+    def _stories_message(self, text: str) -> Reply:
+        query = parse_request(StoriesQuery, q=text or None, limit=STORIES_LISTED)
+        require_articles(self.nd)
+        stories = StoryService(self.nd).list(query)
+        return Reply(stories_blocks(stories), stories_text(stories))
+
+    def _story_briefing_message(self, story_id: str) -> Reply:
+        require_articles(self.nd)
+        briefing = StoryService(self.nd).briefing(story_id, StoryBriefingBody())
+        blocks = briefing_blocks(self._linked(briefing), llm_model=self._llm_model)
         return Reply(blocks, briefing_text(briefing), briefing.refused)
 
     @staticmethod

@@ -14,9 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import quote as url_quote
 
-from service.models import Answer, Briefing, Citation, Difference, Point, SourceShare, Summary
+from service.models import (
+    Answer,
+    Briefing,
+    Citation,
+    Difference,
+    Point,
+    SourceShare,
+    StoryList,
+    Summary,
+)
 
 Block = dict[str, Any]
 
@@ -163,23 +171,18 @@ def _cites(numbers: Sequence[int]) -> str:
     return "".join(f"[{n}]" for n in numbers)
 
 
-def span_url(public_url: str | None, c: Citation) -> str | None:
-    """The API's view of a cited span, or None when no public URL is configured."""
-    if not public_url or any(ch in public_url for ch in "<>| \n"):
+def span_url(c: Citation) -> str | None:
+    """The citation's signed reader link (``c.url``: the bot signs one when
+    NEWSDESK_PUBLIC_URL is set), fit for Slack's ``<url|label>``; else None."""
+    if not c.url or any(ch in c.url for ch in "<>| \n"):
         return None
-    base = public_url.rstrip("/")
     # "&" is written as an entity, as Slack itself writes links; Slack decodes it.
-    return (
-        f"{base}/v1/articles/{url_quote(c.article_id, safe='')}/spans"
-        f"?start={c.start}&amp;end={c.end}&amp;revision={c.revision}"
-    )
+    return c.url.replace("&", "&amp;")
 
 
-def citation_line(
-    c: Citation, public_url: str | None = None, quote_chars: int = QUOTE_CHARS
-) -> str:
+def citation_line(c: Citation, quote_chars: int = QUOTE_CHARS) -> str:
     title = escape(shorten(c.title or c.article_id, TITLE_CHARS))
-    url = span_url(public_url, c)
+    url = span_url(c)
     head = f"<{url}|{title}>" if url else f"*{title}*"
     date = (c.published_at or "")[:10] or "undated"
     meta = f"{escape(shorten(c.source or 'source unknown', 60))} · {escape(date)}"
@@ -187,14 +190,10 @@ def citation_line(
     return f"*[{c.n}]* {head} — {meta}\n>“{quote}”"
 
 
-def sources_blocks(
-    citations: Sequence[Citation],
-    public_url: str | None = None,
-    quote_chars: int = QUOTE_CHARS,
-) -> list[Block]:
+def sources_blocks(citations: Sequence[Citation], quote_chars: int = QUOTE_CHARS) -> list[Block]:
     if not citations:
         return []
-    return sections(["*Sources*", *(citation_line(c, public_url, quote_chars) for c in citations)])
+    return sections(["*Sources*", *(citation_line(c, quote_chars) for c in citations)])
 
 
 def engine_text(
@@ -222,15 +221,13 @@ def engine_text(
 # ---- answers, summaries, briefings ---------------------------------------------------
 
 
-def answer_blocks(
-    answer: Answer, *, public_url: str | None = None, llm_model: str | None = None
-) -> list[Block]:
+def answer_blocks(answer: Answer, *, llm_model: str | None = None) -> list[Block]:
     blocks: list[Block] = []
     if answer.refused or not answer.answer.strip():
         blocks.append(section(REFUSAL))
     else:
         blocks += [section(t) for t in split_text(escape(answer.answer))]
-        blocks += sources_blocks(answer.citations, public_url)
+        blocks += sources_blocks(answer.citations)
     blocks.append(
         context(
             engine_text(answer.engine, answer.fallback_reason, answer.citations_verified, llm_model)
@@ -267,22 +264,18 @@ def _balance_text(balance: Sequence[SourceShare]) -> str:
     return ":scales: Share of citations: " + " · ".join(shares)
 
 
-def _multi_source_footer(
-    result: Summary | Briefing, public_url: str | None, llm_model: str | None
-) -> list[Block]:
+def _multi_source_footer(result: Summary | Briefing, llm_model: str | None) -> list[Block]:
     """Share of citations per source, the sources with short quotes, and the engine."""
     blocks: list[Block] = []
     if result.balance:
         blocks.append(context(_balance_text(result.balance)))
-    blocks += sources_blocks(result.citations, public_url, SHORT_QUOTE_CHARS)
+    blocks += sources_blocks(result.citations, SHORT_QUOTE_CHARS)
     verified = result.citations_verified
     blocks.append(context(engine_text(result.engine, result.fallback_reason, verified, llm_model)))
     return blocks
 
 
-def summary_blocks(
-    summary: Summary, *, public_url: str | None = None, llm_model: str | None = None
-) -> list[Block]:
+def summary_blocks(summary: Summary, *, llm_model: str | None = None) -> list[Block]:
     title = (
         f"*Summary: {escape(shorten(summary.topic, 200))}*"
         if summary.topic
@@ -294,16 +287,14 @@ def summary_blocks(
     lines += [_bullet(p) for p in summary.points]
     blocks = sections(lines)
     blocks += sections(_difference_lines(summary.differences))
-    return blocks + _multi_source_footer(summary, public_url, llm_model)
+    return blocks + _multi_source_footer(summary, llm_model)
 
 
 def summary_text(summary: Summary) -> str:
     return fallback_text(f"Summary: {summary.topic}" if summary.topic else "Summary")
 
 
-def briefing_blocks(
-    briefing: Briefing, *, public_url: str | None = None, llm_model: str | None = None
-) -> list[Block]:
+def briefing_blocks(briefing: Briefing, *, llm_model: str | None = None) -> list[Block]:
     head = [f"*{escape(shorten(briefing.title, 200))}*"]
     meta = [
         f"as of {escape(briefing.as_of)}" if briefing.as_of else None,
@@ -336,7 +327,7 @@ def briefing_blocks(
             ["*Open questions / what to watch*", *(_bullet(p) for p in briefing.open_questions)]
         )
     blocks = [b for lines in groups for b in sections(lines)]
-    return blocks + _multi_source_footer(briefing, public_url, llm_model)
+    return blocks + _multi_source_footer(briefing, llm_model)
 
 
 def briefing_text(briefing: Briefing) -> str:
@@ -385,3 +376,30 @@ def split_messages(
             last.pop()
         last.append(context(TRIMMED))
     return messages
+
+
+# ---- stories ----------------------------------------------------------------------------
+
+NO_STORIES = ":card_index_dividers: No stories match."
+
+
+def stories_blocks(stories: StoryList) -> list[Block]:
+    """Recent stories, one line each: title, how many outlets (and which), articles, when
+    last seen, and the id that `/brief` takes."""
+    if not stories.stories:
+        return text_blocks(NO_STORIES)
+    lines = ["*Recent stories*"]
+    for s in stories.stories:
+        outlets = escape(shorten(", ".join(s.outlets), 200)) if s.outlets else "none named"
+        lines.append(
+            f"• *{escape(shorten(s.title, TITLE_CHARS))}* — {s.outlets_count} "
+            f"outlet{'' if s.outlets_count == 1 else 's'} ({outlets}), {s.articles} "
+            f"article{'' if s.articles == 1 else 's'}, last seen "
+            f"{escape(s.last_seen or 'undated')} · `{escape(s.id)}`"
+        )
+    return [*sections(lines), context("`/brief <story id>` gives a story's briefing.")]
+
+
+def stories_text(stories: StoryList) -> str:
+    n = len(stories.stories)
+    return fallback_text(f"{n} recent stor{'y' if n == 1 else 'ies'}")

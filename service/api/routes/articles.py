@@ -31,6 +31,7 @@ from service.citations import span_with_context
 from service.context import Newsdesk
 from service.errors import InvalidRequest
 from service.ingest_jobs import IngestJobs, read_upload
+from service.ingest_queue import QueuedJobs
 from service.requests import ISO_DATE_DESCRIPTION, ISO_DATE_PATTERN, Filters, parse_request
 from vectorstore.indexer import IngestReport
 from vectorstore.ingest import (
@@ -389,7 +390,7 @@ BULK_BODY = {
 }
 
 
-def _jobs(request: Request) -> IngestJobs:
+def _jobs(request: Request) -> IngestJobs | QueuedJobs:
     return request.app.state.jobs
 
 
@@ -447,8 +448,9 @@ def _read_bulk(data: bytes, suffix: str, name: str) -> list[Article | Failure]:
     description=(
         "A .jsonl/.json file of records (or any file POST /v1/articles takes) as "
         "multipart `file`, or a JSON array of articles (each as POST /v1/articles takes "
-        "one). The upload is saved to disk before the 202, so an acknowledged job is "
-        "finished even if the server restarts (it resumes from its first record; stored "
+        "one). The upload is saved to disk before the 202 (to Redis, for the queue "
+        "workers, when NEWSDESK_REDIS_URL is set), so an acknowledged job is finished even "
+        "if the server or its worker restarts (it resumes from its first record; stored "
         "articles count as unchanged). Rate-limited by size as POST /v1/articles is. 422 "
         "when no record is an article; records that are not are listed in the job's errors."
     ),

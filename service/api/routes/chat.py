@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -42,6 +42,7 @@ from service.api.schemas import (
 )
 from service.models import Answer
 from service.render import answer_markdown
+from service.web import linked
 from vectorstore.chunk import count_tokens
 
 router = APIRouter(tags=["chat"])
@@ -277,6 +278,7 @@ def sse_chunks(
 )
 async def chat_completions(
     body: ChatCompletionBody,
+    http_request: Request,
     newsdesk: NewsdeskDep,
     metrics: MetricsDep,
 ) -> ChatCompletion | StreamingResponse | JSONResponse:
@@ -286,6 +288,7 @@ async def chat_completions(
     request = body.to_request()
     result = await run_in_threadpool(AnswerService(newsdesk).answer, request.ask)
     metrics.record("chat", result)
+    result = linked(http_request, result)
     response_format = body.response_format.type if body.response_format else "text"
     reply = fit_reply(result, response_format, body.token_cap(), body.stop_sequences())
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from service.api.deps import MetricsDep, NewsdeskDep
@@ -12,6 +12,7 @@ from service.models import Briefing, Summary
 from service.render import briefing_markdown
 from service.requests import BriefingBody, SummaryBody
 from service.summarize import SummaryService
+from service.web import linked
 
 router = APIRouter(tags=["summaries"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 429, 502, 503)}
@@ -23,10 +24,12 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 429, 
     responses=ERRORS,
     summary="Neutral multi-source summary with where sources differ",
 )
-def summarize(body: SummaryBody, newsdesk: NewsdeskDep, metrics: MetricsDep) -> Summary:
+def summarize(
+    body: SummaryBody, request: Request, newsdesk: NewsdeskDep, metrics: MetricsDep
+) -> Summary:
     result = SummaryService(newsdesk).summarize(body)
     metrics.record("summary", result)
-    return result
+    return linked(request, result)
 
 
 @router.post(
@@ -36,10 +39,10 @@ def summarize(body: SummaryBody, newsdesk: NewsdeskDep, metrics: MetricsDep) -> 
     summary="Briefing on request, as JSON or Markdown",
 )
 def briefing(
-    body: BriefingBody, newsdesk: NewsdeskDep, metrics: MetricsDep
+    body: BriefingBody, request: Request, newsdesk: NewsdeskDep, metrics: MetricsDep
 ) -> Briefing | PlainTextResponse:
     result = BriefingService(newsdesk).brief(body)
     metrics.record("briefing", result)
     if body.format == "markdown":
         return PlainTextResponse(briefing_markdown(result), media_type="text/markdown")
-    return result
+    return linked(request, result)
