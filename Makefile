@@ -52,6 +52,7 @@ bench: install
 # (python -m bench.scale --sizes 10000 100000 1000000 for 1M).
 bench-scale: install
 	$(PY) -m bench.scale
+	$(PY) -m bench.workers
 
 # Not part of bench: 5,000 requests at 32 clients take several minutes.
 soak: install
