@@ -11,6 +11,7 @@ import pytest
 
 from service.context import Newsdesk
 from service.settings import Settings
+from tests.test_revisions_and_syndication import WIRE
 from vectorstore.ingest import make_article, published_timestamp
 
 # Two outlets' own reports of one event, in their own words.
@@ -34,15 +35,7 @@ BUDGET = (
     "planned rise in fuel duty. Grant said the budget would cut the deficit to three percent "
     "within two years, while the opposition leader called it a tax on commuters."
 )
-WIRE = (
-    "Rescue teams in the mountain province worked through the night after a landslide buried "
-    "a stretch of highway on Tuesday, officials said. At least twelve vehicles were caught, "
-    "and the regional governor said search dogs and heavy machinery had been sent from the "
-    "capital. Residents of two nearby villages were moved to a school gymnasium as rain "
-    "continued to fall, and forecasters warned that more slides were possible through "
-    "Thursday. The highway, the main route between the coast and the interior, will stay "
-    "closed until engineers have inspected the slope, a transport ministry spokesman said."
-)
+# A wire story for copies: WIRE, shared with tests/test_revisions_and_syndication.py.
 
 # For the mechanics (merges, filters, threads) the hashing embedder and explicit constants
 # make the similarities exact: texts sharing words are near, texts sharing none are not.
