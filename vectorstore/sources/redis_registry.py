@@ -217,7 +217,7 @@ class RedisRegistry:
         for i in range(0, len(replies), 3):
             record, due, ttl_ms = replies[i : i + 3]
             if record:
-                out.append(_source(record, due, now + ttl_ms / 1000 if ttl_ms > 0 else 0.0))
+                out.append(_source(record, due, _lease_until(now, ttl_ms)))
         return out
 
     @_reachable
@@ -288,7 +288,7 @@ class RedisRegistry:
             for (_, due), ttl_ms in zip(entries, pipe.execute(), strict=True):
                 if best is not None and due >= best:
                     return best
-                t = max(due, now + ttl_ms / 1000 if ttl_ms > 0 else 0.0)
+                t = max(due, _lease_until(now, ttl_ms))
                 best = t if best is None else min(best, t)
             offset += page
 
@@ -340,6 +340,12 @@ class RedisRegistry:
         flat = [x for r in rows for x in (r["url"], json.dumps({"fetched_at": now} | r))]
         keys = [self._key("source", sid), self._key("items", sid)]
         self._save_items(keys=keys, args=[json.dumps(flat)])
+
+
+def _lease_until(now: float, ttl_ms: int) -> float:
+    # PTTL answers 0 for a lease with under a millisecond left: it is still held, and
+    # reading it as free let a caller claim into a SET NX that then failed.
+    return now + max(ttl_ms, 1) / 1000 if ttl_ms >= 0 else 0.0
 
 
 def _source(record: dict[str, str], due: float | None, lease_until: float) -> Source:
