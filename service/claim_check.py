@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from os.path import commonprefix
 
-from number_parser import parse as words_to_digits
+from number_parser import parse
 
 from service.engines.extractive.terms import STOPWORDS, terms
 
@@ -94,6 +94,14 @@ class Support:
 
 
 SUPPORTED = Support(True)
+
+
+def words_to_digits(text: str) -> str:
+    """Number words as digits ("two hundred" -> "200"), read as English."""
+    # Left to guess, number-parser tries all five of its languages on every call (~80% of
+    # the check's time, bench/service_overhead.py's profile) and can pick Spanish for an
+    # English sentence whose "de", "y" or "once" outnumber its number words.
+    return parse(text, language="en")
 
 
 def numbers(text: str) -> set[str]:

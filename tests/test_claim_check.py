@@ -95,6 +95,13 @@ def test_spelled_ordinals_and_a_lone_one_are_not_figures_to_find() -> None:
     assert not check_claim("One Disneyland employee was arrested over the dry ice bomb.", [two]).ok
 
 
+def test_number_words_are_read_as_english_whatever_other_words_the_sentence_has() -> None:
+    # Left to guess the language, the parser took "once" for Spanish 11 and lost "two".
+    quote = "Once the storm passed, two men were found alive at Casa de la Cruz y Garcia."
+    assert check_claim("Two men were found alive at Casa de la Cruz y Garcia.", [quote]).ok
+    assert not check_claim("Eleven men were found alive at Casa de la Cruz y Garcia.", [quote]).ok
+
+
 def test_negation_is_compared_word_by_word_not_by_count() -> None:
     lion = (
         "If the rangers had the right equipment, this lion would not have died. You can't keep "
