@@ -37,6 +37,7 @@ from service.settings import Settings
 from vectorstore.chunk import chunk_text
 from vectorstore.embed import make_embedder
 from vectorstore.ingest import make_article, read_paths
+from vectorstore.timing import parse_server_timing
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -149,6 +150,7 @@ def questions(vocab: list[str], rng: random.Random, n: int) -> list[str]:
 
 async def load(url: str, qs: list[str], concurrency: int, path: str = "/v1/ask") -> dict:
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     queue: asyncio.Queue[str] = asyncio.Queue()
     for q in qs:
@@ -164,6 +166,11 @@ async def load(url: str, qs: list[str], concurrency: int, path: str = "/v1/ask")
             try:
                 r = await client.post(path, json={"question": q})
                 status = str(r.status_code)
+                took = parse_server_timing(r.headers.get("server-timing", ""))
+                # What the client waited beyond the app: uvicorn, HTTP, this client.
+                took["outside_app"] = (time.perf_counter() - t0) * 1000 - took.get("app", 0.0)
+                for name, ms in took.items():
+                    stages.setdefault(name, []).append(ms)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             latencies.append(time.perf_counter() - t0)
@@ -189,6 +196,11 @@ async def load(url: str, qs: list[str], concurrency: int, path: str = "/v1/ask")
         "p99_ms": pct(0.99),
         "rps": round(len(ms) / elapsed, 1),
         "errors": errors,
+        # The service's own Server-Timing: medians per stage (llm and verify are parts of
+        # engine; app is the whole request inside the service).
+        "server_timing_p50_ms": {
+            name: round(statistics.median(v), 2) for name, v in sorted(stages.items())
+        },
     }
 
 
@@ -336,6 +348,23 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+STAGES = ("embed", "dense", "keyword", "articles", "engine", "llm", "verify", "app")
+
+
+def stages_table(results: dict) -> str:
+    """Where one client's request goes (medians of the service's Server-Timing)."""
+    lines = [
+        "| chunks | p50 ms | " + " | ".join(STAGES) + " | outside app |",
+        "|---:|---:|" + "---:|" * (len(STAGES) + 1),
+    ]
+    for row in results["sizes"]:
+        r = next(r for r in row["runs"] if r["concurrency"] == 1)
+        took = r.get("server_timing_p50_ms", {})
+        cells = [str(took.get(name, "-")) for name in (*STAGES, "outside_app")]
+        lines.append(f"| {row['chunks']} | {r['p50_ms']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 REQUESTS = {1: 150, 8: 120, 32: 240}
 
 
@@ -347,7 +376,12 @@ def write(results: dict, path: Path) -> None:
 def section(results: dict) -> str:
     return (
         "### Service overhead: /v1/ask through uvicorn, instant stub LLM "
-        f"(stub's own median {results['stub_llm_ms']} ms)\n\n" + table(results) + "\n"
+        f"(stub's own median {results['stub_llm_ms']} ms)\n\n"
+        + table(results)
+        + "\n\nWhere one client's request goes (medians, ms; llm and verify are within engine)"
+        + "\n\n"
+        + stages_table(results)
+        + "\n"
     )
 
 
@@ -367,6 +401,7 @@ def main() -> None:
     write(results, args.out)
     print(json.dumps(results, indent=2))
     print(table(results))
+    print(stages_table(results))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from service.requests import AskBody
 from service.stories import story_scope
 from vectorstore.retrieve import Hit, mentioned_days
 from vectorstore.store import ArticleFilter
+from vectorstore.timing import stage
 
 # Passages added for each day a question names ("reported by X on September 26, 2023"):
 # a date is a filter on the evidence, not just words to match.
@@ -38,7 +39,8 @@ class AnswerService:
         top_k = q.top_k or self.nd.settings.top_k
         hits = self.nd.retriever.search(standalone, top_k=top_k, filters=filters)
         hits += self._dated_hits(standalone, filters, {h.chunk.id for h in hits})
-        articles = self.nd.store.get_articles(sorted({h.article_id for h in hits}))
+        with stage("articles"):
+            articles = self.nd.store.get_articles(sorted({h.article_id for h in hits}))
         passages = passages_from_hits(hits, articles, self.nd.engine.passage_budget(standalone))
         if not passages:
             return None, standalone, usage
@@ -65,7 +67,8 @@ class AnswerService:
         job, standalone, usage = self._job(q)
         engine = self.nd.engine
         if job is not None:
-            result = engine.answer(job)
+            with stage("engine"):
+                result = engine.answer(job)
         else:
             # Nothing retrieved, nothing to cite: no engine could do better than refuse.
             result = Answer(answer=REFUSAL, refused=True, engine=engine.name)

@@ -21,6 +21,7 @@ import openai
 from service.errors import LLMAuthError, LLMBadResponse, LLMError, LLMUnavailable
 from service.models import Usage
 from service.settings import Settings
+from vectorstore.timing import stage
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,8 @@ class LLMClient:
     # ------------------------------------------------------------------ internals
 
     def _create(self, request: dict[str, Any]) -> Any:
-        return self._client.chat.completions.create(**request)
+        with stage("llm"):
+            return self._client.chat.completions.create(**request)
 
     def _to_result(self, completion: Any, schema: dict[str, Any]) -> LLMResult:
         choices = getattr(completion, "choices", None)

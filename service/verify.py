@@ -17,6 +17,7 @@ from service.models import Citation, Difference, Point, SourceShare
 from service.neutrality import attributed_quote, loaded_terms_in_own_voice
 from service.passages import Passage
 from vectorstore.store import StoredArticle
+from vectorstore.timing import stage
 
 # The JSON every LLM prompt asks for: claims, each backed by verbatim quotes from
 # numbered passages. The ledger below checks exactly this shape.
@@ -155,6 +156,7 @@ class CitationLedger:
 
         return check_claim(text, quotes, context, articles=articles, similarity=self.similarity).ok
 
+    @stage("verify")
     def point(self, raw: Any) -> Point | None:
         """A model's claim with its quotes, or None (and counted) when no quote verifies
         or the claim says something its quotes don't."""

@@ -16,6 +16,7 @@ from service.requests import AskBody as Question
 from service.requests import HistoryMessage as Message
 from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL, completion, sent_messages
+from vectorstore import timing
 from vectorstore.ingest import make_article, read_paths
 
 
@@ -119,6 +120,20 @@ def test_llm_answer_quotes_are_located_and_numbered(llm_nd: Newsdesk, mock) -> N
     assert a.citations[0].quote == EVACUATION
     assert a.usage.prompt_tokens == 900 and a.usage.estimated_cost_usd > 0
     assert_citations_verified(llm_nd, a.citations)
+
+
+def test_an_llm_answer_times_its_call_and_its_check_within_the_engine(
+    llm_nd: Newsdesk, mock
+) -> None:  # type: ignore[no-untyped-def]
+    claim = {"text": "Over 121,000 people fled.", "quotes": [{"passage": 1, "quote": EVACUATION}]}
+    mock.post(CHAT_URL).mock(return_value=completion({"refused": False, "claims": [claim]}))
+    record, token = timing.begin()
+    try:
+        AnswerService(llm_nd).answer(Question("How many people fled the Kursk region?"))
+    finally:
+        timing.end(token)
+    assert {"embed", "dense", "llm", "verify", "engine"} <= record.keys()
+    assert record["llm"] + record["verify"] <= record["engine"]
 
 
 def test_fabricated_quotes_are_rejected_and_unsupported_claims_dropped(

@@ -18,6 +18,7 @@ from tests.conftest import SEEDS, HashingEmbedder
 from tests.llm_mock import BASE_URL, CHAT_URL
 from vectorstore.ingest import read_paths
 from vectorstore.store import ChromaStore, StoreUnavailable
+from vectorstore.timing import parse_server_timing
 
 QUESTION = "How many individuals were fleeing their homes?"
 
@@ -46,6 +47,17 @@ def test_ask_returns_verified_citations(client: TestClient, nd: Newsdesk) -> Non
 def test_request_id_is_echoed(client: TestClient) -> None:
     r = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
+
+
+def test_each_response_says_where_its_time_went(client: TestClient) -> None:
+    r = client.post("/v1/ask", json={"question": "How many people fled the fighting?"})
+    took = parse_server_timing(r.headers["server-timing"])
+    steps = ("embed", "dense", "keyword", "articles", "engine")
+    assert set(steps) <= took.keys()
+    # They run one after another inside the request (each rounded to 0.1 ms).
+    assert sum(took[name] for name in steps) <= took["app"] + 0.1 * len(steps)
+    # Each request has its own record: nothing of the answer's stages leaks into the next.
+    assert parse_server_timing(client.get("/healthz").headers["server-timing"]).keys() == {"app"}
 
 
 def test_summaries_and_briefings(client: TestClient) -> None:

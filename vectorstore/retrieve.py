@@ -15,6 +15,7 @@ from vectorstore.config import RetrievalConfig
 from vectorstore.embed import Embedder
 from vectorstore.keyword import KeywordIndex
 from vectorstore.store import ArticleFilter, ChromaStore, StoredChunk
+from vectorstore.timing import stage
 
 Mode = Literal["hybrid", "dense", "keyword"]
 
@@ -136,7 +137,8 @@ class Retriever:
         # and the model call dominates search time.
         vector = self._vectors.get(query)
         if vector is None:
-            vector = self._embedder().embed([query])[0]
+            with stage("embed"):
+                vector = self._embedder().embed([query])[0]
             if len(self._vectors) >= 512:
                 self._vectors.pop(next(iter(self._vectors)))
             self._vectors[query] = vector
@@ -145,7 +147,9 @@ class Retriever:
     def dense(self, query: str, n: int, filters: ArticleFilter | None) -> list[StoredChunk]:
         vector = self.query_vector(query)
         where = filters.chroma_where() if filters else None
-        return self._current(self.store.query_chunks(vector, n, where))
+        with stage("dense"):
+            ranked = self.store.query_chunks(vector, n, where)
+        return self._current(ranked)
 
     def search(
         self,
@@ -165,7 +169,9 @@ class Retriever:
         if mode in ("hybrid", "dense"):
             rankings["dense"] = self.dense(query, n, filters)
         if mode in ("hybrid", "keyword"):
-            rankings["keyword"] = self._current(self.keyword.search(query, n, filters))
+            with stage("keyword"):
+                ranked = self.keyword.search(query, n, filters)
+            rankings["keyword"] = self._current(ranked)
         if mode == "hybrid" and use_metadata:
             # A question that names outlets needs passages from each of them, which a
             # single global ranking often crowds out.

@@ -1,4 +1,5 @@
-"""Request ids, structured access logs, metrics and a body-size limit, as pure ASGI."""
+"""Request ids, Server-Timing, structured access logs, metrics and a body-size limit, as
+pure ASGI."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import internal_error_response
 from service.api.metrics import Metrics
+from vectorstore import timing
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("newsdesk.access")
@@ -76,6 +78,7 @@ class RequestContextMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(rid)
+        stages, stages_token = timing.begin()
         started = time.perf_counter()
         status = {"code": 500, "started": False}
 
@@ -85,6 +88,10 @@ class RequestContextMiddleware:
                 status["started"] = True
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", rid.encode()))
+                # Where the time went up to the first byte: a streamed answer's later
+                # stages are not in it.
+                took = time.perf_counter() - started
+                headers.append((b"server-timing", timing.server_timing(stages, took).encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -122,6 +129,7 @@ class RequestContextMiddleware:
                     }
                 },
             )
+            timing.end(stages_token)
             request_id_var.reset(token)
 
 
