@@ -37,9 +37,10 @@ Peers, run on the same documents in the same run, in memory:
 Cost. Milliseconds to assign one article to a story, at 1k, 10k and 100k stored articles:
 synthetic article records (random unit vectors clustered into stories of 1-8 members, dates
 spread over 180 days, random key terms, already assigned) are written straight into the
-articles collection of an embedded store; then new articles (half near an existing story,
-half not) are written and only their story assignment (``_assign_stories``: the windowed
-HNSW query, the decision, the record updates and the story record refresh) is timed.
+articles collection of an embedded store, with the story records a store that had placed
+them would hold; then new articles (half near an existing story, half not) are written and
+only their story assignment (``_assign_stories``: the windowed HNSW query, the decision, the
+record updates and the story record refresh) is timed.
 """
 
 from __future__ import annotations
@@ -560,6 +561,7 @@ def synthetic_records(
                     "story_terms": " ".join(sorted(terms)),
                     "story_id": f"story-syn{story}",
                     "version": "v1",
+                    "chunks": 1,
                     "source": f"outlet{int(rng.integers(0, 40))}",
                 }
             )
@@ -572,7 +574,7 @@ def cost(sizes: Sequence[int], probes: int, seed: int) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from service.settings import Settings
-    from vectorstore.store import ChromaStore
+    from vectorstore.store import ChromaStore, _story_record
 
     rng = np.random.default_rng(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
@@ -585,6 +587,23 @@ def cost(sizes: Sequence[int], probes: int, seed: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             ids, metas, vecs = synthetic_records(size - stored, rng, start)
             ids = [f"{i}-{stored}" for i in ids]
+            # Each load numbers its stories from 0: made distinct, as a store's ids are.
+            metas = [{**m, "story_id": f"{m['story_id']}-{stored}"} for m in metas]
+            # The stories collection a real store would have: one record per story, built as
+            # a refresh builds it, so lookups there cost what they cost in use.
+            members: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            for aid, meta in zip(ids, metas, strict=True):
+                members.setdefault(meta["story_id"], []).append((aid, meta))
+            story_ids = list(members)
+            for i in range(0, len(story_ids), store.max_batch):
+                part = story_ids[i : i + store.max_batch]
+                records = [_story_record(members[sid], start) for sid in part]
+                store._story_collection().upsert(
+                    ids=part,
+                    documents=[title for title, _ in records],
+                    metadatas=[meta for _, meta in records],
+                    embeddings=[[0.0]] * len(part),
+                )
             for i in range(0, len(ids), store.max_batch):
                 store.articles.upsert(
                     ids=ids[i : i + store.max_batch],
@@ -660,7 +679,8 @@ def cost(sizes: Sequence[int], probes: int, seed: int) -> dict[str, Any]:
         "synthetic": (
             f"random unit vectors in stories of 1-8 members, dates over {COST_DAYS} days "
             "(so the window holds a share of the corpus that grows with it), written straight "
-            "into the articles collection; the probes' assignment is what is timed"
+            "into the articles collection, each story's record into the stories collection; "
+            "the probes' assignment is what is timed"
         ),
     }
 

@@ -290,3 +290,85 @@ def test_a_text_too_short_to_place_is_a_story_of_its_own(
     got = nd.store.story_ids_of(["long", "long2", "t1", "t2", "short-alpha"])
     assert got["long"] == got["long2"]
     assert len({got["long"], got["t1"], got["t2"], got["short-alpha"]}) == 4
+
+
+class _Counting:
+    """A collection whose calls of one method are counted, the rest passed through."""
+
+    def __init__(self, inner: object, method: str) -> None:
+        self.inner, self.method, self.calls = inner, method, 0
+
+    def __getattr__(self, name: str) -> object:
+        if name == self.method:
+            self.calls += 1
+        return getattr(self.inner, name)
+
+
+def test_a_new_story_record_is_written_once_as_a_refresh_would_write_it(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    stories_col = _Counting(nd.store._story_collection(), "upsert")
+    nd.store._stories = stories_col
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    assert stories_col.calls == 1
+    sid = nd.store.story_ids_of(["a1"])["a1"]
+    written = nd.store._story_records([sid])[sid]
+    nd.store._refresh_story(sid)
+    assert nd.store._story_records([sid])[sid] == written
+    assert written["articles"] == 1 and written["outlets"] == '["AP"]'
+    assert written["first_ts"] == written["last_ts"] == published_timestamp("2026-03-03T08:00:00Z")
+
+
+def test_the_second_look_scores_only_stories_placed_since_the_first(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    got = nd.store.articles.get(ids=["a1"], include=["embeddings", "metadatas"])
+    vector = got["embeddings"][0]
+    ts = got["metadatas"][0]["story_ts"]
+    first = nd.store._story_neighbours(vector, vector[None, :], ts, "probe")
+    assert [n.article_id for n in first] == ["a1"]
+    chunks = _Counting(nd.store.chunks, "get")
+    nd.store.chunks = chunks
+    assert nd.store._later_neighbours(vector, vector[None, :], ts, "probe", {"a1"}) == []
+    assert chunks.calls == 0  # a neighbour already scored is not read again
+    later = nd.store._later_neighbours(vector, vector[None, :], ts, "probe", set())
+    assert later == first
+
+
+class _Recording:
+    """A collection whose `get` calls are recorded, the rest passed through."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.gets = inner, []
+
+    def get(self, **kwargs: object) -> object:
+        self.gets.append(kwargs)
+        return self.inner.get(**kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_neighbour_chunks_read_by_id_are_those_the_filter_finds(
+    make_newsdesk: Callable[..., Newsdesk],
+) -> None:
+    nd = make_newsdesk(**MECHANICS)
+    long_text = " ".join(f"{ALPHA} part{i} {KILO}" for i in range(40))
+    _index(nd, long_text, "a1", "AP", "2026-03-03T08:00:00Z")
+    got = nd.store.articles.get(ids=["a1"], include=["embeddings", "metadatas"])
+    vector, meta = got["embeddings"][0], got["metadatas"][0]
+    assert meta["chunks"] > 1
+    mine = vector[None, :]
+    chunks = _Recording(nd.store.chunks)
+    nd.store.chunks = chunks
+    by_id = nd.store._story_neighbours(vector, mine, meta["story_ts"], "probe")
+    assert [sorted(g) for g in chunks.gets] == [["ids", "include"]]
+    # A count that does not match the chunks found: read through the filter, as before.
+    nd.store.articles.update(ids=["a1"], metadatas=[{"chunks": meta["chunks"] + 1}])
+    chunks.gets.clear()
+    filtered = nd.store._story_neighbours(vector, mine, meta["story_ts"], "probe")
+    assert [sorted(g) for g in chunks.gets] == [["ids", "include"], ["include", "where"]]
+    assert filtered == by_id

@@ -863,10 +863,19 @@ class ChromaStore:
 
     def _canonical_stories(self, ids: Sequence[str]) -> dict[str, str]:
         """Each story id with the story it now is (itself, or what it was merged into)."""
+        return self._resolve_stories(ids)[0]
+
+    def _resolve_stories(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """The canonical story of each id, and the records read on the way there: a caller
+        that needs the canonical stories' records has them without another round trip."""
         out = {sid: sid for sid in ids}
+        seen: dict[str, dict[str, Any]] = {}
         pending = set(out.values())
         for _ in range(STORY_ALIAS_HOPS):
             records = self._story_records(sorted(pending))
+            seen.update(records)
             moved = {
                 sid: meta["alias_of"]
                 for sid, meta in records.items()
@@ -876,7 +885,7 @@ class ChromaStore:
                 break
             out = {k: moved.get(v, v) for k, v in out.items()}
             pending = set(moved.values())
-        return out
+        return out, seen
 
     def _story_aliases(self, story_ids: Sequence[str]) -> dict[str, list[str]]:
         """The ids merged (directly or through another alias) into each story."""
@@ -909,6 +918,30 @@ class ChromaStore:
         self, vector: np.ndarray, chunks: np.ndarray, ts: float, exclude: str
     ) -> list[stories.Neighbour]:
         """The nearest articles in the window, each scored by its closest chunk to ours."""
+        return self._scored_neighbours(self._neighbour_rows(vector, ts, exclude), chunks)
+
+    def _later_neighbours(
+        self,
+        vector: np.ndarray,
+        chunks: np.ndarray,
+        ts: float,
+        exclude: str,
+        known: set[str],
+    ) -> list[stories.Neighbour]:
+        """The nearest articles in the window that are in a story now but were not among
+        the `known` ones: only a story placed since the first look can change anything, so
+        the others' chunks and aliases need not be read again."""
+        rows = [
+            row
+            for row in self._neighbour_rows(vector, ts, exclude)
+            if row[0] not in known and row[1].get("story_id")
+        ]
+        return self._scored_neighbours(rows, chunks) if rows else []
+
+    def _neighbour_rows(
+        self, vector: np.ndarray, ts: float, exclude: str
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """The nearest comparable articles in the window: (id, record, vector distance)."""
         cfg = self.config.stories
         window = cfg.window_hours * 3600.0
 
@@ -941,22 +974,50 @@ class ChromaStore:
                 include=["metadatas", "distances"],
             )
             kept = list(zip(got["ids"][0], got["metadatas"][0], got["distances"][0], strict=True))
-        rows = [
+        return [
             (aid, meta, dist)
             for aid, meta, dist in kept[: cfg.neighbours + 1]
             if aid != exclude and meta and not meta.get("story_solo")
         ][: cfg.neighbours]
+
+    def _scored_neighbours(
+        self, rows: Sequence[tuple[str, dict[str, Any], float]], chunks: np.ndarray
+    ) -> list[stories.Neighbour]:
+        """Each row scored by its closest chunk to ours, its story resolved to the
+        canonical one."""
         theirs: dict[str, list[np.ndarray]] = {}
         if rows and len(chunks):
             versions = {aid: record_version(meta) for aid, meta, _ in rows}
-            ids = list(versions)
-            got = self.chunks.get(
-                where={"article_id": {"$in": ids}} if len(ids) > 1 else {"article_id": ids[0]},
-                include=["embeddings", "metadatas"],
-            )
-            for cmeta, cvec in zip(got["metadatas"], got["embeddings"], strict=True):
-                if cmeta and versions.get(cmeta["article_id"]) == cmeta.get("version"):
-                    theirs.setdefault(cmeta["article_id"], []).append(np.asarray(cvec))
+
+            def keep(got: dict[str, Any]) -> None:
+                for cmeta, cvec in zip(got["metadatas"], got["embeddings"], strict=True):
+                    if cmeta and versions.get(cmeta["article_id"]) == cmeta.get("version"):
+                        theirs.setdefault(cmeta["article_id"], []).append(np.asarray(cvec))
+
+            # A version's chunks are numbered 0..chunks-1, so their ids are known from the
+            # record: a get by id stays ~0.5 ms where a metadata filter scans the whole
+            # collection (~10 ms at 100k chunks). The filter remains for a record without
+            # a count, or whose chunks are not all where their ids say.
+            counts = {
+                aid: meta["chunks"]
+                for aid, meta, _ in rows
+                if isinstance(meta.get("chunks"), int) and not isinstance(meta["chunks"], bool)
+            }
+            known = [chunk_id(aid, versions[aid], i) for aid, n in counts.items() for i in range(n)]
+            if known:
+                keep(self.chunks.get(ids=known, include=["embeddings", "metadatas"]))
+            ids = [aid for aid in versions if len(theirs.get(aid, ())) != counts.get(aid, -1)]
+            for aid in ids:
+                theirs.pop(aid, None)
+            if ids:
+                keep(
+                    self.chunks.get(
+                        where={"article_id": {"$in": ids}}
+                        if len(ids) > 1
+                        else {"article_id": ids[0]},
+                        include=["embeddings", "metadatas"],
+                    )
+                )
         canonical = self._canonical_stories(
             [m["story_id"] for _, m, _ in rows if m.get("story_id")]
         )
@@ -1022,21 +1083,30 @@ class ChromaStore:
             else:
                 chosen, merge = self._choose_story(article.id, terms, neighbours, group, prev)
             if chosen is None:
+                # Its only member is this article, so the record a refresh would compute is
+                # known now: written once, before the article names it (no reader meets an
+                # article whose story has no record), and no refresh is needed after.
                 chosen = stories.new_story_id()
+                member = written.get(article.id) or {**article.metadata(), **fields[article.id]}
+                title, meta = _story_record([(article.id, member)], time.time())
                 self._story_collection().upsert(
-                    ids=[chosen],
-                    documents=[article.title],
-                    metadatas=[{"kind": "story", "created_at": time.time()}],
-                    embeddings=[[0.0]],
+                    ids=[chosen], documents=[title], metadatas=[meta], embeddings=[[0.0]]
                 )
-            self.articles.update(ids=[article.id], metadatas=[{"story_id": chosen}])
-            self._refresh_story(chosen)
+                self.articles.update(ids=[article.id], metadatas=[{"story_id": chosen}])
+            else:
+                self.articles.update(ids=[article.id], metadatas=[{"story_id": chosen}])
+                self._refresh_story(chosen)
             for other in merge:
                 chosen = self._merge_stories(chosen, other)
             # A writer assigning a neighbour at the same moment saw neither this article's
-            # story nor we its: whichever of the two checks last sees both and merges.
+            # story nor we its: whichever of the two checks last sees both and merges. A copy
+            # merges nothing (it goes where its first copy is), so it needs no second look.
             before = {n.article_id for n in neighbours if n.story_id}
-            later = [] if solo else self._story_neighbours(vector, mine, story_ts, article.id)
+            later = (
+                []
+                if solo or group
+                else self._later_neighbours(vector, mine, story_ts, article.id, before)
+            )
             for n in later:
                 if n.article_id in before or n.story_id in (None, chosen) or group:
                     continue
@@ -1085,11 +1155,10 @@ class ChromaStore:
     def _merge_stories(self, a: str, b: str) -> str:
         """Merge two stories into the older; returns the id kept. Stories split apart by
         hand stay apart."""
-        canonical = self._canonical_stories([a, b])
+        canonical, records = self._resolve_stories([a, b])
         a, b = canonical[a], canonical[b]
         if a == b:
             return a
-        records = self._story_records([a, b])
         if self._were_split(a, b):
             return a
         keep, gone = stories.older_first(
@@ -1144,8 +1213,9 @@ class ChromaStore:
 
     def _refresh_story(self, story_id: str) -> None:
         """Recompute a story's record from its members (the fields list_stories filters on)."""
-        story_id = self._canonical_stories([story_id])[story_id]
-        record = self._story_records([story_id]).get(story_id, {})
+        canonical, records = self._resolve_stories([story_id])
+        story_id = canonical[story_id]
+        record = records.get(story_id, {})
         members = self._story_members([story_id, *self._story_aliases([story_id])[story_id]])
         if not members:
             self._story_collection().delete(ids=[story_id])
