@@ -16,6 +16,7 @@ is not measured here (bench/retrieval.py does that on real news); speed and memo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -41,7 +42,16 @@ VOCABULARY = 50_000
 MODEL_ID = "synthetic-hash-384"
 SOURCES = ["Reuters", "AP", "BBC", "Al Jazeera", "DW", "Le Monde", "NHK", "ABC"]
 CLIENTS = (1, 8)
-POLL_SECONDS = 2.0  # NEWSDESK_INDEX_CHECK_SECONDS's default
+PROBES = 8  # writes whose visibility on another process's replica is timed
+
+
+def _default_poll_seconds() -> float:
+    from service.settings import Settings
+
+    return float(Settings.model_fields["index_check_seconds"].default)
+
+
+POLL_SECONDS = _default_poll_seconds()  # NEWSDESK_INDEX_CHECK_SECONDS's default
 WRITE_BATCH = 2000
 
 
@@ -351,22 +361,7 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
     stop.set()
     th.join()
 
-    # Another process's replica: how soon it finds what this process wrote.
-    replica = _replica_process(port, prefix, work / f"replica{n_chunks}")
-    ready = _ask(replica)
-    seen = []
-    for i in range(5):
-        word = f"visibleprobe{n_chunks}n{i}x"
-        assert replica.stdin is not None
-        replica.stdin.write(f"find {word}\n")
-        replica.stdin.flush()
-        time.sleep(0.3)  # its search loop is running before the write starts
-        write_one(store, corpus, emb, word)
-        written_at = time.time()
-        seen.append(_ask(replica)["found_at"] - written_at)
-        time.sleep(0.5)
-    rss = _ask(replica, "rss")
-    _ask_quit(replica)
+    seen = visibility(port, prefix, work, store, corpus, emb, tag=str(n_chunks))
 
     # The engine choice: bm25s re-indexing this corpus, which it does for any change.
     bm25s_s = _bm25s_reindex_seconds(texts)
@@ -382,6 +377,33 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
             "all": [round(a, 1) for a in apply_ms],
         },
         "keyword_search_during_applies": _percentiles(during) | {"max_ms": _max_ms(during)},
+        **seen,
+        "bm25s_reindex_seconds": round(bm25s_s, 2),
+    }
+
+
+def visibility(
+    port: int, prefix: str, work: Path, store: Any, corpus: Corpus, emb: HashEmbedder, tag: str
+) -> dict[str, Any]:
+    """Another process's replica (its own keyword index, polling the change log every
+    POLL_SECONDS): how soon it finds what this process writes, and its memory."""
+    replica = _replica_process(port, prefix, work / f"replica{tag}")
+    ready = _ask(replica)
+    seen = []
+    for i in range(PROBES):
+        word = f"visibleprobe{tag}n{i}x"
+        assert replica.stdin is not None
+        replica.stdin.write(f"find {word}\n")
+        replica.stdin.flush()
+        # Its search loop is running before the write starts; the pause varies so the
+        # writes land at different points of the replica's polling cycle.
+        time.sleep(0.3 + (i % 4) * POLL_SECONDS / 4)
+        write_one(store, corpus, emb, word)
+        written_at = time.time()
+        seen.append(_ask(replica)["found_at"] - written_at)
+    rss = _ask(replica, "rss")
+    _ask_quit(replica)
+    return {
         "other_process_finds_write_s": {
             "median": round(statistics.median(seen), 2),
             "max": round(max(seen), 2),
@@ -394,8 +416,27 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
             "rss_mb_after_searches": rss.get("VmRSS"),
             "peak_rss_mb": rss.get("VmHWM"),
         },
-        "bm25s_reindex_seconds": round(bm25s_s, 2),
     }
+
+
+def visibility_only(port: int, work: Path, sizes: Sequence[int], out: Path) -> dict[str, Any]:
+    """Re-measure only the replica's visibility and memory on the corpora an earlier
+    ``--keep`` run left, and update those fields of its results."""
+    data = json.loads((out / "scale.json").read_text("utf-8"))
+    rows = {r["chunks"]: r for r in data["sizes"]}
+    stamp = int(time.time())  # this run's probe words were never written before
+    for n in sizes:
+        settings = _settings(port, f"scale{n}", work / f"main{n}", poll=3600.0)
+        store = _store(settings)
+        got = visibility(
+            port, f"scale{n}", work, store, Corpus(seed=n + 1), HashEmbedder(), tag=f"{n}v{stamp}"
+        )
+        print(f"[{n}] {got}", flush=True)
+        rows[n].update(
+            got, visibility_remeasured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        )
+    data["setup"]["poll_seconds"] = POLL_SECONDS
+    return data
 
 
 def _max_ms(samples: list[float]) -> float:
@@ -426,6 +467,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--queries", type=int, default=200, help="queries per mode and client count")
     p.add_argument("--out-dir", type=Path, default=None, help="default: bench/results")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="work in this folder and keep it (its chroma/ serves --visibility-only later)",
+    )
+    p.add_argument(
+        "--visibility-only",
+        action="store_true",
+        help="with --keep DIR of an earlier run: re-measure only how soon another process's "
+        "replica finds a write, and its memory, and update those fields of scale.json",
+    )
     p.add_argument("--replica", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -439,29 +492,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet()
     from tests.chroma_server import ChromaServer
 
+    out = args.out_dir or ROOT / "bench" / "results"
+    if args.visibility_only and not (args.keep and (args.keep / "chroma").is_dir()):
+        raise SystemExit("--visibility-only needs --keep DIR holding an earlier run's chroma/")
     results = []
-    with tempfile.TemporaryDirectory(prefix="newsdesk-scale-") as tmp:
-        work = Path(tmp)
-        server = ChromaServer(work / "chroma").start()
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = args.keep
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="newsdesk-scale-")))
+        # A kept 1M-chunk store takes a while to open.
+        server = ChromaServer(work / "chroma").start(timeout=600)
         try:
-            for n in args.sizes:
-                results.append(measure(server.port, work, n, args.queries))
+            if args.visibility_only:
+                data = visibility_only(server.port, work, args.sizes, out)
+            else:
+                for n in args.sizes:
+                    results.append(measure(server.port, work, n, args.queries))
         finally:
             server.stop()
-    data = {
-        "benchmark": "scale",
-        "data": "SYNTHETIC: Zipf pseudo-words, 120 a chunk, 10 chunks an article; vectors "
-        "hashed from the words (384-d); written straight into a Chroma server",
-        "machine": f"{os.cpu_count()} CPUs, shared with other work while it ran",
-        "setup": {
-            "top_k": 5,
-            "poll_seconds": POLL_SECONDS,
-            "clients": list(CLIENTS),
-            "queries_per_cell": args.queries,
-            "keyword_engine": "tantivy (per-replica index fed by the store's change log)",
-        },
-        "sizes": results,
-    }
+    if args.visibility_only:
+        results = data["sizes"]
+    else:
+        data = {
+            "benchmark": "scale",
+            "data": "SYNTHETIC: Zipf pseudo-words, 120 a chunk, 10 chunks an article; vectors "
+            "hashed from the words (384-d); written straight into a Chroma server",
+            "machine": f"{os.cpu_count()} CPUs, shared with other work while it ran",
+            "setup": {
+                "top_k": 5,
+                "poll_seconds": POLL_SECONDS,
+                "clients": list(CLIENTS),
+                "queries_per_cell": args.queries,
+                "keyword_engine": "tantivy (per-replica index fed by the store's change log)",
+            },
+            "sizes": results,
+        }
     rows = []
     for r in results:
         s = r["search"]
@@ -495,7 +562,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
         rows,
     )
-    emit("scale", data, text, args.out_dir or ROOT / "bench" / "results")
+    emit("scale", data, text, out)
     return data
 
 

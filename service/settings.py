@@ -207,7 +207,7 @@ class Settings(BaseSettings):
         description="Weight of the dense ranking in the fusion; the keyword ranking has 1.",
     )
     index_check_seconds: float = _setting(
-        2.0,
+        1.0,
         group="retrieval",
         description="How often the keyword index applies the store's change log (other "
         "writers' changes), in the background; 0: before every search, synchronously.",
