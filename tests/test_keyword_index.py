@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,14 +102,14 @@ def test_search_reads_the_last_snapshot_while_an_apply_runs(
     nd.indexer.index([make_article("The harbour ferry capsized at dawn.", article_id="new")])
 
     entered, release = threading.Event(), threading.Event()
-    read_chunks = index._read_chunks
+    read_chunks = nd.store.current_chunks
 
-    def slow_read(wanted: dict[str, str]) -> Iterator:  # type: ignore[type-arg]
+    def slow_read(records: dict[str, dict]) -> list:  # type: ignore[type-arg]
         entered.set()
         assert release.wait(60)
-        yield from read_chunks(wanted)
+        return read_chunks(records)
 
-    monkeypatch.setattr(index, "_read_chunks", slow_read)
+    monkeypatch.setattr(nd.store, "current_chunks", slow_read)
     applier = threading.Thread(target=index.catch_up)
     applier.start()
     assert entered.wait(60)

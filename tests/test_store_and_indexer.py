@@ -42,6 +42,41 @@ def test_every_stored_chunk_is_an_exact_span_of_the_stored_text(newsdesk: Newsde
         assert article.text[c.start : c.end] == c.text
 
 
+def test_current_chunks_are_read_by_id_and_by_filter_only_when_the_count_is_off(
+    newsdesk: Newsdesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = newsdesk.store
+    newsdesk.indexer.index(read_paths([SEEDS]))
+    newsdesk.indexer.index([make_article("Old words. " * 300, article_id="revised")])
+    newsdesk.indexer.index([make_article("New words only.", article_id="revised")])
+    records = store.article_meta([aid for aid, _ in store.iter_article_meta()])
+    versions = {aid: meta["version"] for aid, meta in records.items()}
+    expected = sorted(
+        (c for c in store.iter_chunks() if versions[c.article_id] == c.version),
+        key=lambda c: (c.article_id, c.index),
+    )
+    reads: list[dict] = []
+    real_get = store.chunks.get
+
+    def counting_get(**kwargs):  # type: ignore[no-untyped-def]
+        reads.append(kwargs)
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(store.chunks, "get", counting_get)
+    got = store.current_chunks(records)
+    assert sorted(got, key=lambda c: (c.article_id, c.index)) == expected
+    # A filter scans the whole collection: with the records' counts none is needed.
+    assert reads and not any("where" in r for r in reads)
+    # A record without a count, or with a wrong one, is read through the filter instead.
+    reads.clear()
+    off = {aid: dict(meta) for aid, meta in records.items()}
+    first, second = sorted(off)[:2]
+    off[first].pop("chunks")
+    off[second]["chunks"] += 3
+    assert sorted(store.current_chunks(off), key=lambda c: (c.article_id, c.index)) == expected
+    assert sum("where" in r for r in reads) == 1
+
+
 def test_changed_text_for_same_id_replaces_all_old_chunks(newsdesk: Newsdesk) -> None:
     old = make_article("Old sentence one. " * 200, article_id="story")
     newsdesk.indexer.index([old])

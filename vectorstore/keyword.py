@@ -50,7 +50,6 @@ from vectorstore.store import (
     ArticleFilter,
     ChromaStore,
     StoredChunk,
-    _stored_chunk,
     _unavailable_as_store_error,
     record_version,
 )
@@ -63,7 +62,6 @@ ANALYZER = "newsdesk_en"
 # Per apply: small, since one apply is a few articles; the full build gets more.
 APPLY_HEAP_BYTES = 20_000_000
 BUILD_HEAP_BYTES = 64_000_000
-CHUNK_READ_BATCH = 100
 WRITER_ATTEMPTS = 50
 # Processes sharing one data dir (serve --workers N) each get an index folder of their own.
 MAX_PROCESS_SLOTS = 64
@@ -457,8 +455,7 @@ class KeywordIndex:
         todo = [aid for aid in ids if self._articles.get(aid) != current.get(aid)]
         if not todo:
             return 0
-        wanted = {aid: current[aid][0] for aid in todo if aid in current}
-        chunks = list(self._read_chunks(wanted))
+        chunks = self.store.current_chunks({aid: metas[aid] for aid in todo if aid in metas})
         index = self._index
         assert index is not None
         writer = self._writer(index)
@@ -495,16 +492,6 @@ class KeywordIndex:
                     raise
                 time.sleep(0.1)
         raise AssertionError("unreachable")
-
-    def _read_chunks(self, wanted: dict[str, str]) -> Iterator[StoredChunk]:
-        ids = list(wanted)
-        for i in range(0, len(ids), CHUNK_READ_BATCH):
-            batch = ids[i : i + CHUNK_READ_BATCH]
-            where = {"article_id": {"$in": batch}} if len(batch) > 1 else {"article_id": batch[0]}
-            got = self.store.chunks.get(where=where, include=["documents", "metadatas"])
-            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                if meta and wanted.get(meta.get("article_id")) == meta.get("version"):
-                    yield _stored_chunk(cid, doc or "", meta)
 
     # ---- saved state: position and article versions, next to the index ---------------
 
