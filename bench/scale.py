@@ -10,7 +10,8 @@ all-MiniLM-L6-v2), written straight into the Chroma server's collections in big 
 with the same records and metadata ``ChromaStore.write_articles`` writes. Answer quality
 is not measured here (bench/retrieval.py does that on real news); speed and memory are.
 
-    python -m bench.scale [--sizes 10000 100000] [--queries 200]
+    python -m bench.scale [--sizes 10000 100000] [--queries 200] [--keep DIR]
+    python -m bench.scale --remeasure --keep DIR [--sizes ...]   (apply, visibility, RSS)
 """
 
 from __future__ import annotations
@@ -332,15 +333,7 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
             )
             print(f"[{n_chunks}] {mode} x{clients}: {search[f'{mode}_{clients}']}", flush=True)
 
-    # Applying one new article on a replica: the poller's work after a write elsewhere.
-    applies = []
-    for i in range(7):
-        write_one(store, corpus, emb, f"applyprobe{i}x")
-        t = time.perf_counter()
-        changed = nd.keyword.catch_up()
-        applies.append(time.perf_counter() - t)
-        assert changed >= 1
-    apply_ms = sorted(1000 * a for a in applies)
+    apply_ms = apply_costs(nd, store, corpus, emb, tag=str(n_chunks))
 
     # While it applies, searches keep answering from the last snapshot.
     during: list[float] = []
@@ -371,14 +364,27 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
         "write_seconds": written["seconds"],
         "keyword_build_seconds": round(build_s, 2),
         "search": search,
-        "apply_one_article_ms": {
-            "p50": round(apply_ms[len(apply_ms) // 2], 1),
-            "max": round(apply_ms[-1], 1),
-            "all": [round(a, 1) for a in apply_ms],
-        },
+        "apply_one_article_ms": apply_ms,
         "keyword_search_during_applies": _percentiles(during) | {"max_ms": _max_ms(during)},
         **seen,
         "bm25s_reindex_seconds": round(bm25s_s, 2),
+    }
+
+
+def apply_costs(nd: Any, store: Any, corpus: Corpus, emb: HashEmbedder, tag: str) -> dict:
+    """Applying one new article on a replica: the poller's work after a write elsewhere."""
+    applies = []
+    for i in range(7):
+        write_one(store, corpus, emb, f"applyprobe{tag}n{i}x")
+        t = time.perf_counter()
+        changed = nd.keyword.catch_up()
+        applies.append(time.perf_counter() - t)
+        assert changed >= 1
+    ms = sorted(1000 * a for a in applies)
+    return {
+        "p50": round(ms[len(ms) // 2], 1),
+        "max": round(ms[-1], 1),
+        "all": [round(a, 1) for a in ms],
     }
 
 
@@ -419,21 +425,37 @@ def visibility(
     }
 
 
-def visibility_only(port: int, work: Path, sizes: Sequence[int], out: Path) -> dict[str, Any]:
-    """Re-measure only the replica's visibility and memory on the corpora an earlier
-    ``--keep`` run left, and update those fields of its results."""
+def _replica_context(settings: Any, store: Any) -> Any:
+    from service.context import Newsdesk
+
+    nd = Newsdesk(settings, embedder=HashEmbedder())  # type: ignore[arg-type]
+    nd.__dict__["store"] = store  # the synthetic vectors' model id
+    return nd
+
+
+def remeasure(port: int, work: Path, sizes: Sequence[int], out: Path) -> dict[str, Any]:
+    """Re-measure the apply cost, the replica's visibility and its memory on the corpora
+    an earlier ``--keep`` run left, and update those fields of its results."""
     data = json.loads((out / "scale.json").read_text("utf-8"))
     rows = {r["chunks"]: r for r in data["sizes"]}
     stamp = int(time.time())  # this run's probe words were never written before
     for n in sizes:
         settings = _settings(port, f"scale{n}", work / f"main{n}", poll=3600.0)
         store = _store(settings)
+        nd = _replica_context(settings, store)
+        build_started = time.perf_counter()
+        nd.keyword.ensure_current()
+        print(f"[{n}] keyword index built in {time.perf_counter() - build_started:.0f} s")
+        emb = HashEmbedder()
+        rows[n]["apply_one_article_ms"] = apply_costs(
+            nd, store, Corpus(seed=n + 2), emb, tag=f"{n}a{stamp}"
+        )
         got = visibility(
-            port, f"scale{n}", work, store, Corpus(seed=n + 1), HashEmbedder(), tag=f"{n}v{stamp}"
+            port, f"scale{n}", work, store, Corpus(seed=n + 1), emb, tag=f"{n}v{stamp}"
         )
         print(f"[{n}] {got}", flush=True)
         rows[n].update(
-            got, visibility_remeasured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            got, apply_and_visibility_remeasured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         )
     data["setup"]["poll_seconds"] = POLL_SECONDS
     return data
@@ -471,13 +493,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--keep",
         type=Path,
         default=None,
-        help="work in this folder and keep it (its chroma/ serves --visibility-only later)",
+        help="work in this folder and keep it (its chroma/ serves --remeasure later)",
     )
     p.add_argument(
-        "--visibility-only",
+        "--remeasure",
         action="store_true",
-        help="with --keep DIR of an earlier run: re-measure only how soon another process's "
-        "replica finds a write, and its memory, and update those fields of scale.json",
+        help="with --keep DIR of an earlier run: re-measure only the apply cost, how soon "
+        "another process's replica finds a write, and its memory; update them in scale.json",
     )
     p.add_argument("--replica", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -493,8 +515,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tests.chroma_server import ChromaServer
 
     out = args.out_dir or ROOT / "bench" / "results"
-    if args.visibility_only and not (args.keep and (args.keep / "chroma").is_dir()):
-        raise SystemExit("--visibility-only needs --keep DIR holding an earlier run's chroma/")
+    if args.remeasure and not (args.keep and (args.keep / "chroma").is_dir()):
+        raise SystemExit("--remeasure needs --keep DIR holding an earlier run's chroma/")
     results = []
     with contextlib.ExitStack() as stack:
         if args.keep:
@@ -505,14 +527,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # A kept 1M-chunk store takes a while to open.
         server = ChromaServer(work / "chroma").start(timeout=600)
         try:
-            if args.visibility_only:
-                data = visibility_only(server.port, work, args.sizes, out)
+            if args.remeasure:
+                data = remeasure(server.port, work, args.sizes, out)
             else:
                 for n in args.sizes:
                     results.append(measure(server.port, work, n, args.queries))
         finally:
             server.stop()
-    if args.visibility_only:
+    if args.remeasure:
         results = data["sizes"]
     else:
         data = {
