@@ -252,11 +252,9 @@ def replica_main(port: int, prefix: str, data_dir: Path) -> None:
     """Builds its own keyword index from the store, then answers ``find WORD`` with the
     wall-clock time its background poller made WORD findable."""
     quiet()
-    from service.context import Newsdesk
 
     settings = _settings(port, prefix, data_dir)
-    nd = Newsdesk(settings, embedder=HashEmbedder())  # type: ignore[arg-type]
-    nd.__dict__["store"] = _store(settings)  # the synthetic vectors' model id
+    nd = _replica_context(settings, _store(settings))
     started = time.perf_counter()
     nd.keyword.ensure_current()
     print(json.dumps({"built_s": round(time.perf_counter() - started, 2), **_rss_mb()}), flush=True)
@@ -307,7 +305,6 @@ def _ask(proc: subprocess.Popen[str], line: str | None = None) -> dict[str, Any]
 
 
 def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, Any]:
-    from service.context import Newsdesk
 
     corpus, emb = Corpus(seed=n_chunks), HashEmbedder()
     prefix = f"scale{n_chunks}"
@@ -319,8 +316,7 @@ def measure(port: int, work: Path, n_chunks: int, n_queries: int) -> dict[str, A
     texts = written.pop("texts")
     print(f"[{n_chunks}] written in {written['seconds']} s; building the keyword index", flush=True)
 
-    nd = Newsdesk(settings, embedder=emb)  # type: ignore[arg-type]
-    nd.__dict__["store"] = store
+    nd = _replica_context(settings, store)
     t = time.perf_counter()
     nd.keyword.ensure_current()
     build_s = time.perf_counter() - t

@@ -254,8 +254,7 @@ def _outlet_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-# What a chunk read returns, and how many articles one metadata-filtered read asks for.
-CHUNK_FIELDS: list[Any] = ["documents", "metadatas"]
+# How many articles one metadata-filtered chunk read asks for.
 CHUNK_FILTER_BATCH = 100
 
 
@@ -992,37 +991,11 @@ class ChromaStore:
         canonical one."""
         theirs: dict[str, list[np.ndarray]] = {}
         if rows and len(chunks):
-            versions = {aid: record_version(meta) for aid, meta, _ in rows}
-
-            def keep(got: dict[str, Any]) -> None:
-                for cmeta, cvec in zip(got["metadatas"], got["embeddings"], strict=True):
-                    if cmeta and versions.get(cmeta["article_id"]) == cmeta.get("version"):
-                        theirs.setdefault(cmeta["article_id"], []).append(np.asarray(cvec))
-
-            # A version's chunks are numbered 0..chunks-1, so their ids are known from the
-            # record: a get by id stays ~0.5 ms where a metadata filter scans the whole
-            # collection (~10 ms at 100k chunks). The filter remains for a record without
-            # a count, or whose chunks are not all where their ids say.
-            counts = {
-                aid: meta["chunks"]
-                for aid, meta, _ in rows
-                if isinstance(meta.get("chunks"), int) and not isinstance(meta["chunks"], bool)
+            found = self._current_chunk_rows({aid: meta for aid, meta, _ in rows}, ["embeddings"])
+            theirs = {
+                aid: [np.asarray(got["embeddings"]) for _, got in chunk_rows]
+                for aid, chunk_rows in found.items()
             }
-            known = [chunk_id(aid, versions[aid], i) for aid, n in counts.items() for i in range(n)]
-            if known:
-                keep(self.chunks.get(ids=known, include=["embeddings", "metadatas"]))
-            ids = [aid for aid in versions if len(theirs.get(aid, ())) != counts.get(aid, -1)]
-            for aid in ids:
-                theirs.pop(aid, None)
-            if ids:
-                keep(
-                    self.chunks.get(
-                        where={"article_id": {"$in": ids}}
-                        if len(ids) > 1
-                        else {"article_id": ids[0]},
-                        include=["embeddings", "metadatas"],
-                    )
-                )
         canonical = self._canonical_stories(
             [m["story_id"] for _, m, _ in rows if m.get("story_id")]
         )
@@ -1572,39 +1545,55 @@ class ChromaStore:
             offset += len(got["ids"])
 
     def current_chunks(self, records: dict[str, dict[str, Any]]) -> list[StoredChunk]:
-        """The chunks of each article's current version, given its article record.
+        """The chunks of each article's current version, given its article record."""
+        rows = self._current_chunk_rows(records, ["documents", "metadatas"])
+        return [
+            _stored_chunk(cid, got["documents"] or "", got["metadatas"])
+            for aid in records
+            for cid, got in rows.get(aid, ())
+        ]
+
+    def _current_chunk_rows(
+        self, records: dict[str, dict[str, Any]], include: list[Any]
+    ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Each article's current chunks in index order: (chunk id, {field: value}) with
+        the ``include``d fields.
 
         A version's chunks are numbered 0..n-1 and its record says n, so they are read by
         id, at a cost that does not grow with the store; a metadata filter scans the
         collection (bench/scale.py: a replica's apply went from 68 ms at 10k chunks to 156
-        ms at 1M that way). Articles whose record has no count, or whose chunks are not all
-        where their ids say, are read through the filter."""
+        ms at 1M that way; story assignment ~10 ms a read at 100k). Articles whose record
+        has no count, or whose chunks are not all where their ids say, are read through
+        the filter."""
         wanted = {aid: record_version(meta) for aid, meta in records.items()}
         counts = {
             aid: meta["chunks"]
             for aid, meta in records.items()
             if isinstance(meta.get("chunks"), int) and not isinstance(meta["chunks"], bool)
         }
-        found: dict[str, list[StoredChunk]] = {}
+        fields = ["metadatas", *(f for f in include if f != "metadatas")]
+        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
         def keep(got: dict[str, Any]) -> None:
-            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+            for k, cid in enumerate(got["ids"]):
+                meta = got["metadatas"][k]
                 if meta and wanted.get(meta.get("article_id")) == meta.get("version"):
-                    found.setdefault(meta["article_id"], []).append(
-                        _stored_chunk(cid, doc or "", meta)
-                    )
+                    row = {f: got[f][k] for f in fields}
+                    found.setdefault(meta["article_id"], []).append((cid, row))
 
         ids = [chunk_id(aid, wanted[aid], i) for aid, n in counts.items() for i in range(n)]
         for i in range(0, len(ids), self.max_batch):
-            keep(self.chunks.get(ids=ids[i : i + self.max_batch], include=CHUNK_FIELDS))
+            keep(self.chunks.get(ids=ids[i : i + self.max_batch], include=fields))
         rest = [aid for aid in wanted if len(found.get(aid, ())) != counts.get(aid, -1)]
         for aid in rest:
             found.pop(aid, None)
         for i in range(0, len(rest), CHUNK_FILTER_BATCH):
             batch = rest[i : i + CHUNK_FILTER_BATCH]
             where = {"article_id": {"$in": batch}} if len(batch) > 1 else {"article_id": batch[0]}
-            keep(self.chunks.get(where=where, include=CHUNK_FIELDS))
-        return [c for aid in wanted for c in sorted(found.get(aid, ()), key=lambda c: c.index)]
+            keep(self.chunks.get(where=where, include=fields))
+        for rows in found.values():
+            rows.sort(key=lambda row: int(row[1]["metadatas"]["index"]))
+        return found
 
     def query_chunks(
         self, vector: np.ndarray, n: int, where: dict[str, Any] | None
