@@ -63,6 +63,8 @@ ANALYZER = "newsdesk_en"
 APPLY_HEAP_BYTES = 20_000_000
 BUILD_HEAP_BYTES = 64_000_000
 WRITER_ATTEMPTS = 50
+# Hits fetched past the n asked for, so that chunks tied with the n-th are all seen.
+TIE_MARGIN = 16
 # Processes sharing one data dir (serve --workers N) each get an index folder of their own.
 MAX_PROCESS_SLOTS = 64
 
@@ -214,8 +216,17 @@ class KeywordIndex:
         )
         clauses = [(tantivy.Occur.Must, text)]
         clauses += [(tantivy.Occur.Must, q) for q in self._filter_queries(filters)]
-        hits = searcher.search(tantivy.Query.boolean_query(clauses), n, count=False).hits
-        return [(_chunk(searcher.doc(addr)), float(score)) for score, addr in hits if score > 0]
+        combined = tantivy.Query.boolean_query(clauses)
+        hits = [h for h in searcher.search(combined, n + TIE_MARGIN, count=False).hits if h[0] > 0]
+        # Equal scores (chunks alike in length and terms) come back in the order the
+        # chunks were added, which differs between a replica that applied the change log
+        # and one that built from the store: break ties by chunk id, so every replica
+        # gives the same ranking.
+        if len(hits) > n:
+            hits = [h for h in hits if h[0] >= hits[n - 1][0]]
+        found = [(_chunk(searcher.doc(addr)), float(score)) for score, addr in hits]
+        found.sort(key=lambda hit: (-hit[1], hit[0].id))
+        return found[:n]
 
     def _filter_queries(self, filters: ArticleFilter | None) -> list[tantivy.Query]:
         if filters is None or filters.is_empty():
