@@ -562,8 +562,9 @@ class Settings(BaseSettings):
         stories.JOIN_THRESHOLD,
         group="stories",
         description="Score (cosine of the two articles' closest chunks plus the term weight "
-        "times the cosine of their key terms) from which an article joins its nearest "
-        "story; below it, it starts one. Chosen by cross-validation (bench/stories.py).",
+        "times the cosine of their key terms) from which an article joins a story: it must "
+        "reach it with each of the story's best-fitting members (see story links); else it "
+        "starts one. Chosen by cross-validation (bench/stories.py).",
     )
     story_merge_threshold: float = _setting(
         stories.MERGE_THRESHOLD,
@@ -593,6 +594,15 @@ class Settings(BaseSettings):
         description="An article shorter than this (an embedded tweet, an error page) is a "
         "story of its own: too little text to tell which event it reports.",
     )
+    story_links: int = _setting(
+        stories.LINKS,
+        group="stories",
+        ge=1,
+        le=50,
+        description="How many of a story's best-fitting members an article must reach the "
+        "join threshold with (every member of a smaller story). 1 is single link: an "
+        "article resembling one member of another event on the same subject joins it.",
+    )
 
     # ---- what the storage layer gets (vectorstore/config.py) ------------------------
 
@@ -613,6 +623,7 @@ class Settings(BaseSettings):
                 term_weight=self.story_term_weight,
                 neighbours=self.story_neighbours,
                 min_chars=self.story_min_chars,
+                links=self.story_links,
             ),
         )
 

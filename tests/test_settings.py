@@ -192,6 +192,7 @@ def test_settings_build_the_vectorstore_configs(tmp_path: Path) -> None:
         term_weight=0.25,
         neighbours=4,
         min_chars=10,
+        links=2,
     )
     with_stories = s.model_copy(
         update={f"story_{f.name}": getattr(story, f.name) for f in dataclasses.fields(story)}

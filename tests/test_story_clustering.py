@@ -12,6 +12,7 @@ import pytest
 from service.context import Newsdesk
 from service.settings import Settings
 from tests.test_revisions_and_syndication import WIRE
+from vectorstore import stories
 from vectorstore.ingest import make_article, published_timestamp
 
 # Two outlets' own reports of one event, in their own words.
@@ -105,6 +106,64 @@ def test_a_syndicated_copy_joins_its_originals_story_whatever_the_threshold(
     assert nd.store.get_article("herald").syndication_group == "wire"  # type: ignore[union-attr]
     got = nd.store.story_ids_of(["wire", "herald", "budget"])
     assert got["herald"] == got["wire"] != got["budget"]
+    # The story counts two articles but one text.
+    record = nd.store._story_records([got["wire"]])[got["wire"]]
+    assert (record["articles"], record["texts"]) == (2, 1)
+
+
+@pytest.mark.parametrize("links", [1, 3])
+def test_links_decide_whether_fitting_one_member_of_a_story_is_enough(
+    make_newsdesk: Callable[..., Newsdesk], links: int
+) -> None:
+    """A report of another event that resembles one member (a piece mentioning both
+    events) joins under single link, and starts its own story when it must fit both."""
+    nd = make_newsdesk(**MECHANICS, story_links=links)
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    _index(nd, f"{ALPHA} {UNIFORM}", "a2", "Reuters", "2026-03-03T09:00:00Z")
+    _index(nd, UNIFORM, "u1", "AFP", "2026-03-03T10:00:00Z")
+    got = nd.store.story_ids_of(["a1", "a2", "u1"])
+    assert got["a1"] == got["a2"]
+    assert (got["u1"] == got["a1"]) is (links == 1)
+    # A report that fits every member joins either way.
+    _index(nd, f"{ALPHA} {UNIFORM} amber", "a3", "BBC", "2026-03-03T11:00:00Z")
+    assert nd.store.story_ids_of(["a3"])["a3"] == got["a1"]
+
+
+def _neighbour(
+    aid: str, story: str, cosine: float, texts: int, group: str | None = None
+) -> stories.Neighbour:
+    return stories.Neighbour(aid, cosine, {}, story, group, story_texts=texts)
+
+
+def test_a_story_scores_by_its_links_th_best_fitting_member() -> None:
+    # Five texts: the third-best fit counts; a member the neighbours do not include fits
+    # worse than all of them.
+    big = [_neighbour(f"b{i}", "big", c, 5) for i, c in enumerate([0.9, 0.8, 0.7, 0.2])]
+    assert stories.story_scores({}, big, 0.0, 3) == {"big": pytest.approx(0.7)}
+    assert stories.story_scores({}, big[:2], 0.0, 3) == {"big": float("-inf")}
+    # Two texts: both must fit.
+    small = [_neighbour("s1", "small", 0.9, 2), _neighbour("s2", "small", 0.3, 2)]
+    assert stories.story_scores({}, small, 0.0, 3) == {"small": pytest.approx(0.3)}
+    decision = stories.decide(
+        {}, big + small, join_threshold=0.5, merge_threshold=9.0, term_weight=0.0, links=3
+    )
+    assert decision == stories.Decision("big", ())
+
+
+def test_copies_of_one_text_are_one_member_of_a_story() -> None:
+    # The wire text and its copy are one text: a story of them needs one fit, counted once.
+    wire = [
+        _neighbour("wire", "w", 0.8, 1),
+        _neighbour("copy", "w", 0.8, 1, group="wire"),
+    ]
+    assert stories.story_scores({}, wire, 0.0, 3) == {"w": pytest.approx(0.8)}
+    # A copy cannot stand in for the other text of a two-text story.
+    two = [
+        _neighbour("wire", "t", 0.8, 2),
+        _neighbour("copy", "t", 0.8, 2, group="wire"),
+        _neighbour("own", "t", 0.1, 2),
+    ]
+    assert stories.story_scores({}, two, 0.0, 3) == {"t": pytest.approx(0.1)}
 
 
 def test_a_story_keeps_its_id_as_it_grows(make_newsdesk: Callable[..., Newsdesk]) -> None:

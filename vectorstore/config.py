@@ -21,6 +21,7 @@ class StoryConfig:
     term_weight: float
     neighbours: int
     min_chars: int
+    links: int
 
 
 @dataclass(frozen=True)

@@ -402,9 +402,18 @@ def _story_record(
         "first_ts": float(first.get("story_ts", 0.0)),
         "last_ts": last,
         "articles": len(members),
+        # Distinct texts: copies of one syndicated text count once (stories.story_scores).
+        "texts": len({m.get("syndication_group") or aid for aid, m in members}),
         "outlets": json.dumps(outlets),
         "n_outlets": len(outlets),
     }
+
+
+def _story_texts(record: dict[str, Any] | None) -> int:
+    """How many distinct texts a story record counts (records written before texts were
+    counted have only the articles)."""
+    record = record or {}
+    return int(record.get("texts") or record.get("articles") or 1)
 
 
 @_guard_public_methods
@@ -996,7 +1005,7 @@ class ChromaStore:
                 aid: [np.asarray(got["embeddings"]) for _, got in chunk_rows]
                 for aid, chunk_rows in found.items()
             }
-        canonical = self._canonical_stories(
+        canonical, records = self._resolve_stories(
             [m["story_id"] for _, m, _ in rows if m.get("story_id")]
         )
         return [
@@ -1008,6 +1017,7 @@ class ChromaStore:
                 terms=stories.decode_terms(meta.get("story_terms")),
                 story_id=canonical.get(meta.get("story_id", "")),
                 group=meta.get("syndication_group"),
+                story_texts=_story_texts(records.get(canonical.get(meta.get("story_id", ""), ""))),
             )
             for aid, meta, dist in rows
         ]
@@ -1085,11 +1095,10 @@ class ChromaStore:
                 if solo or group
                 else self._later_neighbours(vector, mine, story_ts, article.id, before)
             )
-            for n in later:
-                if n.article_id in before or n.story_id in (None, chosen) or group:
-                    continue
-                if stories.score(n.cosine, terms, n.terms, cfg.term_weight) >= cfg.join_threshold:
-                    chosen = self._merge_stories(chosen, n.story_id)
+            later_scores = stories.story_scores(terms, later, cfg.term_weight, cfg.links)
+            for sid, value in sorted(later_scores.items()):
+                if sid != chosen and value >= cfg.join_threshold:
+                    chosen = self._merge_stories(chosen, sid)
             if (
                 prev.get("story_id")
                 and self._canonical_stories([prev["story_id"]])[prev["story_id"]] != chosen
@@ -1113,7 +1122,12 @@ class ChromaStore:
         if previous.get("story_id"):
             # A revision keeps its story while its new text still fits it.
             kept = self._canonical_stories([previous["story_id"]])[previous["story_id"]]
-            scores = stories.story_scores(terms, neighbours, cfg.term_weight)
+            # Its story's size counts this article, which is not among its neighbours.
+            others_only = [
+                replace(n, story_texts=n.story_texts - 1) if n.story_id == kept else n
+                for n in neighbours
+            ]
+            scores = stories.story_scores(terms, others_only, cfg.term_weight, cfg.links)
             others = [
                 aid
                 for aid, _ in self._story_members([kept, *self._story_aliases([kept])[kept]])
@@ -1127,6 +1141,7 @@ class ChromaStore:
             join_threshold=cfg.join_threshold,
             merge_threshold=cfg.merge_threshold,
             term_weight=cfg.term_weight,
+            links=cfg.links,
         )
         return decision.story_id, decision.merge
 
