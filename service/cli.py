@@ -777,9 +777,10 @@ def story(
     args: Annotated[
         list[str],
         typer.Argument(
-            metavar="ID | split ID ARTICLE...",
+            metavar="ID | split ID ARTICLE... | place",
             help="A story's id (or an alias of it); or `split ID ARTICLE...` to move those "
-            "articles out of the story into a new one.",
+            "articles out of the story into a new one; or `place` to put every article that "
+            "has no story (stored before stories existed) into one.",
             show_default=False,
         ),
     ],
@@ -802,10 +803,20 @@ def story(
     as_json: JsonFlag = False,
 ) -> None:
     """A story: its articles by outlet, timeline and coverage table; or its summary or
-    briefing; or `story split ID ARTICLE...`."""
+    briefing; or `story split ID ARTICLE...`; or `story place`."""
     from service.render import briefing_markdown, summary_markdown
     from service.stories import StoryService
 
+    if args[0] == "place":
+        if len(args) > 1:
+            _fail(f"unexpected argument '{args[1]}': `story place` takes none")
+        newsdesk = _newsdesk()
+        placed = _reported(lambda: StoryService(newsdesk).place_unplaced())
+        if as_json:
+            _print_json({"placed": placed})
+        else:
+            out.print(f"placed {placed} article(s) without a story")
+        return
     if args[0] == "split":
         if len(args) < 3:
             _fail("usage: newsdesk story split ID ARTICLE...")

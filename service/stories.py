@@ -347,6 +347,10 @@ class StoryService:
             )
         return story_card(self.nd.store.split_story(story.id, list(article_ids)))
 
+    def place_unplaced(self) -> int:
+        """Put every stored article that has no story into one; how many were placed."""
+        return self.nd.store.place_unplaced_articles()
+
 
 # ---- questions that name a story (service/answer.py) -------------------------------------
 

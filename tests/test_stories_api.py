@@ -319,6 +319,38 @@ def test_cli_splits_a_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert code == 1 and "velka-gazette" in err
 
 
+def test_cli_places_articles_that_have_no_story(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ingest(tmp_path / "data")
+    monkeypatch.setenv("NEWSDESK_DATA_DIR", str(tmp_path / "data"))
+    for name, value in SHORT_REPORTS.items():  # the writers' story settings
+        monkeypatch.setenv(f"NEWSDESK_{name.upper()}", str(value))
+    monkeypatch.setattr(
+        service.cli, "Newsdesk", lambda settings: Newsdesk(settings, embedder=HashingEmbedder())
+    )
+    # A later report of the Velka attack whose writer died before placing it.
+    velka = next(a for a in articles() if a.id == "velka-gazette")
+    late = make_article(
+        velka.text + " Repairs began on Wednesday.",
+        article_id="velka-late",
+        source="Latecomer",
+        published_at=velka.published_at,
+    )
+    nd = Newsdesk(settings_for(tmp_path / "data"), embedder=HashingEmbedder())  # type: ignore[arg-type]
+    monkeypatch.setattr(nd.store, "_assign_stories", lambda *args: None)
+    nd.indexer.index([late])
+    nd.store.close()
+    code, out, _ = run("story", "place", "--json")
+    assert code == 0 and json.loads(out) == {"placed": 1}
+    code, out, _ = run("story", ids["velka"], "--json")
+    assert "Latecomer" in json.loads(out)["outlets"]
+    code, out, _ = run("story", "place")
+    assert code == 0 and out.strip() == "placed 0 article(s) without a story"
+    code, _, err = run("story", "place", ids["dovra"])
+    assert code == 1 and err.strip().endswith("`story place` takes none")
+
+
 # ---- Slack ----------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -349,6 +350,34 @@ def test_a_text_too_short_to_place_is_a_story_of_its_own(
     got = nd.store.story_ids_of(["long", "long2", "t1", "t2", "short-alpha"])
     assert got["long"] == got["long2"]
     assert len({got["long"], got["t1"], got["t2"], got["short-alpha"]}) == 4
+
+
+def test_articles_left_without_a_story_are_placed_afterwards(
+    make_newsdesk: Callable[..., Newsdesk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before stories existed, or a writer that died between an article's
+    record and its placement, leaves articles with no story; placing them afterwards
+    groups them as their writes would have."""
+    nd = make_newsdesk(**MECHANICS)
+    _index(nd, ALPHA, "a1", "AP", "2026-03-03T08:00:00Z")
+    with monkeypatch.context() as m:
+        m.setattr(nd.store, "_assign_stories", lambda *args: None)
+        _index(nd, ALPHA + " more", "a2", "Reuters", "2026-03-03T09:00:00Z")
+        _index(nd, KILO, "k1", "AP", None)
+        _index(nd, KILO + " more", "k2", "AFP", None)
+    assert set(nd.store.story_ids_of(["a1", "a2", "k1", "k2"])) == {"a1"}
+    stored_by = time.time()
+    time.sleep(0.01)
+    assert nd.store.place_unplaced_articles(batch=2) == 3
+    got = nd.store.story_ids_of(["a1", "a2", "k1", "k2"])
+    assert got["a1"] == got["a2"] != got["k1"] == got["k2"]
+    # Undated: placed at when it was stored, not when it was placed.
+    k1 = nd.store.article_meta(["k1"])["k1"]
+    assert k1["story_ts"] < stored_by
+    story = nd.store.get_story(got["a1"])
+    assert story is not None and sorted(story.article_ids) == ["a1", "a2"]
+    assert nd.store._story_records([got["a1"]])[got["a1"]]["articles"] == 2
+    assert nd.store.place_unplaced_articles() == 0
 
 
 class _Counting:

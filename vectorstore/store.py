@@ -1351,6 +1351,69 @@ class ChromaStore:
             and (not wanted_outlets or wanted_outlets & {_outlet_key(o) for o in s.outlets})
         ]
 
+    def place_unplaced_articles(self, batch: int = 64) -> int:
+        """Put every article that has no story into one, oldest first, as a write would
+        have: an article stored before stories existed, or whose writer died between its
+        record and its placement. Returns how many were placed; running it again (or two
+        at once) places only what is still unplaced when its batch is read."""
+        unplaced = sorted(
+            (float(meta.get("story_ts") or meta.get("published_ts") or 0.0), aid)
+            for aid, meta in self.iter_article_meta()
+            if not meta.get("story_id")
+        )
+        placed = 0
+        for i in range(0, len(unplaced), batch):
+            ids = [aid for _, aid in unplaced[i : i + batch]]
+            metas = {aid: m for aid, m in self.article_meta(ids).items() if not m.get("story_id")}
+            if not metas:
+                continue
+            texts = self.get_articles(list(metas))
+            chunk_rows = self._current_chunk_rows(metas, ["embeddings", "metadatas"])
+            got = self.articles.get(ids=list(metas), include=["embeddings"])
+            vectors = {
+                aid: np.asarray(v, dtype=np.float32)
+                for aid, v in zip(got["ids"], got["embeddings"], strict=True)
+            }
+            items, item_vectors, fields = [], [], {}
+            now = time.time()
+            for aid, meta in metas.items():
+                if aid not in texts or aid not in vectors:
+                    continue  # deleted since it was listed
+                stored = texts[aid]
+                article = Article(
+                    id=aid,
+                    text=stored.text,
+                    title=stored.title,
+                    content_hash=stored.content_hash,
+                    source=stored.source,
+                    url=stored.url,
+                    author=stored.author,
+                    published_at=stored.published_at,
+                    origin=stored.origin,
+                )
+                rows = chunk_rows.get(aid, [])
+                # An undated article is placed at when its text was stored, as a write
+                # places it, not at today's date.
+                written = [float(r["metadatas"].get("written_at") or now) for _, r in rows]
+                prev = meta if "story_ts" in meta else {"story_ts": min(written, default=now)}
+                fields[aid] = self._story_fields(article, prev, now)
+                chunk_vectors = (
+                    np.stack([np.asarray(r["embeddings"], dtype=np.float32) for _, r in rows])
+                    if rows
+                    else np.zeros((0, self.dimension), dtype=np.float32)
+                )
+                items.append((article, (), chunk_vectors))
+                item_vectors.append(vectors[aid])
+            if not items:
+                continue
+            self.articles.update(
+                ids=[a.id for a, _, _ in items],
+                metadatas=[_clean_meta(fields[a.id]) for a, _, _ in items],
+            )
+            self._assign_stories(items, item_vectors, {}, fields)
+            placed += len(items)
+        return placed
+
     def split_story(self, story_id: str, article_ids: Sequence[str]) -> stories.Story:
         """Move these articles of a story into a new story; a split event is recorded on
         both, and the two are never merged back automatically."""
