@@ -1363,23 +1363,28 @@ class ChromaStore:
         )
         placed = 0
         for i in range(0, len(unplaced), batch):
-            ids = [aid for _, aid in unplaced[i : i + batch]]
-            metas = {aid: m for aid, m in self.article_meta(ids).items() if not m.get("story_id")}
-            if not metas:
-                continue
-            texts = self.get_articles(list(metas))
-            chunk_rows = self._current_chunk_rows(metas, ["embeddings", "metadatas"])
-            got = self.articles.get(ids=list(metas), include=["embeddings"])
-            vectors = {
-                aid: np.asarray(v, dtype=np.float32)
-                for aid, v in zip(got["ids"], got["embeddings"], strict=True)
+            # One read of the batch's records, as they are now: an article placed (or
+            # deleted) since the listing is left alone.
+            got = self.articles.get(
+                ids=[aid for _, aid in unplaced[i : i + batch]],
+                include=["documents", "metadatas", "embeddings"],
+            )
+            records = {
+                aid: (doc, meta or {}, np.asarray(vec, dtype=np.float32))
+                for aid, doc, meta, vec in zip(
+                    got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+                )
+                if not (meta or {}).get("story_id")
             }
+            if not records:
+                continue
+            chunk_rows = self._current_chunk_rows(
+                {aid: meta for aid, (_, meta, _) in records.items()}, ["embeddings", "metadatas"]
+            )
             items, item_vectors, fields = [], [], {}
             now = time.time()
-            for aid, meta in metas.items():
-                if aid not in texts or aid not in vectors:
-                    continue  # deleted since it was listed
-                stored = texts[aid]
+            for aid, (doc, meta, vector) in records.items():
+                stored = _stored_article(aid, doc, meta)
                 article = Article(
                     id=aid,
                     text=stored.text,
@@ -1403,9 +1408,7 @@ class ChromaStore:
                     else np.zeros((0, self.dimension), dtype=np.float32)
                 )
                 items.append((article, (), chunk_vectors))
-                item_vectors.append(vectors[aid])
-            if not items:
-                continue
+                item_vectors.append(vector)
             self.articles.update(
                 ids=[a.id for a, _, _ in items],
                 metadatas=[_clean_meta(fields[a.id]) for a, _, _ in items],
